@@ -1,0 +1,47 @@
+# mxguard: `make run` starts the milter with the shipped config; `make test` runs every test.
+# Each target installs what it needs first (Debian packages via scripts/system-deps.sh, a venv).
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+CONFIG ?= contrib/mxguard.ini
+
+.PHONY: run test unit bench lint docs system-deps test-system-deps clean
+
+system-deps:
+	@sh scripts/system-deps.sh runtime
+
+test-system-deps:
+	@sh scripts/system-deps.sh test
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+venv: system-deps $(STAMP)
+
+run: system-deps $(STAMP)
+	$(BIN)/mxguard run -c $(CONFIG)
+
+test: system-deps test-system-deps $(STAMP)
+	$(BIN)/python -m pytest
+
+unit: system-deps $(STAMP)
+	$(BIN)/python -m pytest tests/unit
+
+bench: system-deps $(STAMP)
+	$(BIN)/python bench/run.py
+
+lint: system-deps $(STAMP)
+	$(BIN)/ruff check milter tests bench
+	$(BIN)/ruff format --check milter tests bench
+
+docs: system-deps $(STAMP)
+	$(BIN)/python -m mxguard.docgen
+
+clean:
+	rm -rf $(VENV) build milter/*.egg-info .pytest_cache

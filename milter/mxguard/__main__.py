@@ -1,0 +1,5 @@
+"""Allow ``python -m mxguard``."""
+
+from .cli import main
+
+raise SystemExit(main())

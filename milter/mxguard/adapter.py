@@ -1,0 +1,326 @@
+"""The pymilter adapter: callbacks and macros in, facts to the pipeline, verdicts back out.
+
+No policy lives here. The adapter builds frozen facts, asks the pipeline, logs each decision,
+turns a refusal into ``setreply`` plus a return code, and at end of message writes the
+Authentication-Results and X-MXGuard fields after removing forged ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import ipaddress
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import Milter
+
+from .address import parse_path
+from .facts import Connection, Envelope, Facts, Message, Recipient, Stage
+from .headers import AUTH_RESULTS, TRACE, authentication_results, forged_fields, trace_header
+from .runtime import Runtime, RuntimeHolder, normalise_ip
+from .textutil import printable
+from .verdict import Action, Replies, Verdict
+
+log = logging.getLogger("mxguard.decision")
+errors = logging.getLogger("mxguard.adapter")
+
+RETURN_CODES = {
+    Action.REJECT: Milter.REJECT,
+    Action.TEMPFAIL: Milter.TEMPFAIL,
+    Action.DISCARD: Milter.DISCARD,
+}
+
+# Macros requested per stage (at most 5 each); Postfix and Sendmail then send exactly these.
+MACROS = {
+    Milter.M_CONNECT: ("j", "{daemon_name}", "{daemon_addr}", "{if_addr}", "{client_addr}"),
+    Milter.M_ENVFROM: ("i", "{auth_authen}", "{auth_type}"),
+    Milter.M_ENVRCPT: ("i", "{rcpt_mailer}"),
+    Milter.M_EOM: ("i",),
+}
+
+# The callbacks the adapter uses, with the stage whose checks decide there (None: never acts).
+CALLBACK_STAGES: dict[str, Stage | None] = {
+    "connect": Stage.CONNECT,
+    "hello": Stage.HELO,
+    "envfrom": Stage.MAIL,
+    "envrcpt": Stage.RCPT,
+    "header": None,
+}
+
+
+NO_REPLY_BITS = {name: bits[0] for name, bits in Milter.OPTIONAL_CALLBACKS.items()}
+
+
+def _guarded(callback: Callable[..., int]) -> Callable[..., int]:
+    """Never let an exception reach libmilter: log it and tempfail the client with 451 4.3.0.
+
+    Where the MTA expects no reply to this step, the failure is remembered and given at the
+    next step that has a reply."""
+
+    @functools.wraps(callback)
+    def wrapper(self: MxguardMilter, *args: Any) -> int:
+        try:
+            return callback(self, *args)
+        except Exception:
+            errors.exception("internal error in %s", callback.__name__)
+            if not self._protocol & NO_REPLY_BITS.get(callback.__name__, 0):
+                return self._internal_error()
+            if callback.__name__ in ("connect", "hello"):
+                self._connection_failed = True
+            else:
+                self._transaction_failed = True
+            return Milter.NOREPLY
+
+    return wrapper
+
+
+def _ip_from(hostaddr: Any, fallback: str | None) -> Any:
+    for candidate in (hostaddr[0] if isinstance(hostaddr, tuple) and hostaddr else None, fallback):
+        if candidate:
+            try:
+                return normalise_ip(
+                    ipaddress.ip_address(str(candidate).strip("[]").removeprefix("IPv6:"))
+                )
+            except ValueError:
+                continue
+    return None
+
+
+class MxguardMilter(Milter.Base):
+    """One SMTP connection, as the MTA reports it."""
+
+    def __init__(self, holder: RuntimeHolder) -> None:
+        super().__init__()
+        self.runtime: Runtime = holder.current
+        self.connection = Connection(client_ip=None)
+        self._connection_verdicts: list[Verdict] = []
+        self._connection_failed = False
+        self._reset_transaction()
+
+    def _reset_transaction(self) -> None:
+        self.envelope: Envelope | None = None
+        self._transaction_verdicts: list[Verdict] = []
+        self._headers: list[tuple[str, str]] = []
+        self._body_size = 0
+        self._transaction_failed = False
+
+    # -- negotiation ------------------------------------------------------------------------
+
+    def negotiate(self, opts: list[int]) -> int:
+        """Ask only for the steps we use, no reply where no check acts, and rejected RCPTs."""
+        actions, offered, _, _ = opts
+        pipeline = self.runtime.pipeline
+        skip = 0
+        for callback, (no_reply, no_call) in Milter.OPTIONAL_CALLBACKS.items():
+            if callback not in CALLBACK_STAGES:
+                skip |= no_call
+                continue
+            stage = CALLBACK_STAGES[callback]
+            if stage is None or not pipeline.acts_on(stage):
+                skip |= no_reply
+        wanted = Milter.P_RCPT_REJ | skip
+        opts[1] = self._protocol = offered & wanted
+        opts[2] = opts[3] = 0
+        if actions & Milter.SETSYMLIST:
+            for stage, macros in MACROS.items():
+                # Milter.Base.setsymlist passes bytes, which the C extension refuses.
+                self._ctx.setsymlist(stage, " ".join(macros))
+        return Milter.CONTINUE
+
+    # -- callbacks --------------------------------------------------------------------------
+
+    @_guarded
+    def connect(self, hostname: str, family: int, hostaddr: Any) -> int:
+        """Record the client and the listener, then run the connect checks."""
+        macro = self.getsymval
+        client_ip = _ip_from(hostaddr, macro("{client_addr}"))
+        interface = _ip_from(None, macro("{if_addr}") or macro("{daemon_addr}"))
+        daemon = macro("{daemon_name}") or ""
+        self.connection = Connection(
+            client_ip=client_ip,
+            client_name=hostname or "",
+            daemon_name=daemon,
+            interface_ip=interface,
+            mta_name=macro("j") or "",
+            trusted=self.runtime.is_trusted(client_ip),
+            submission=daemon in self.runtime.settings.milter.submission_daemons,
+        )
+        if family == socket.AF_UNIX:
+            errors.debug("connection over a unix socket from %s", hostaddr)
+        return self._stage(Stage.CONNECT, Facts(Stage.CONNECT, self.connection))
+
+    @_guarded
+    def hello(self, name: str) -> int:
+        """Record the HELO/EHLO name, then run the HELO checks."""
+        self.connection = dataclasses.replace(self.connection, helo=name)
+        return self._stage(Stage.HELO, Facts(Stage.HELO, self.connection))
+
+    @_guarded
+    def envfrom(self, sender: str, *esmtp: str) -> int:
+        """Start a transaction; record SMTP AUTH; run the MAIL checks."""
+        self._reset_transaction()
+        macro = self.getsymval
+        self.connection = dataclasses.replace(
+            self.connection,
+            auth_user=macro("{auth_authen}") or "",
+            auth_type=macro("{auth_type}") or "",
+        )
+        self.envelope = Envelope(
+            raw_sender=sender,
+            sender=parse_path(sender, allow_null=True, allow_bare_postmaster=False),
+            esmtp=esmtp,
+            queue_id=macro("i") or "",
+        )
+        return self._stage(Stage.MAIL, self._facts(Stage.MAIL))
+
+    @_guarded
+    def envrcpt(self, recipient: str, *esmtp: str) -> int:
+        """Run the RCPT checks on one recipient; remember it when it is accepted."""
+        if self.envelope is None:  # RCPT without MAIL: only a broken MTA sends this
+            return Milter.CONTINUE
+        macro = self.getsymval
+        self.envelope = dataclasses.replace(
+            self.envelope, queue_id=macro("i") or self.envelope.queue_id
+        )
+        current = Recipient(
+            raw=recipient,
+            path=parse_path(recipient),
+            esmtp=esmtp,
+            mta_rejected=macro("{rcpt_mailer}") == "error",
+        )
+        code = self._stage(Stage.RCPT, self._facts(Stage.RCPT, recipient=current))
+        if code == Milter.CONTINUE and not current.mta_rejected:
+            self.envelope = dataclasses.replace(
+                self.envelope, recipients=(*self.envelope.recipients, current)
+            )
+        return code
+
+    @_guarded
+    def header(self, name: str, value: str) -> int:
+        """Keep the header field for the end-of-message checks (never replies)."""
+        self._headers.append((name, value))
+        return Milter.NOREPLY if self._protocol & Milter.P_NR_HDR else Milter.CONTINUE
+
+    @_guarded
+    def eom(self) -> int:
+        """Run the end-of-message checks; if accepted, write our header fields."""
+        if self.envelope is None:
+            return Milter.CONTINUE
+        self.envelope = dataclasses.replace(
+            self.envelope, queue_id=self.getsymval("i") or self.envelope.queue_id
+        )
+        message = Message(headers=tuple(self._headers), body_size=self._body_size)
+        if self._connection_failed or self._transaction_failed:
+            self._reset_transaction()
+            return self._internal_error()
+        code = self._stage(Stage.EOM, self._facts(Stage.EOM, message=message))
+        if code == Milter.CONTINUE:
+            self._edit_headers()
+            self._log_line(Stage.EOM, "-", "accept", "")
+        self._reset_transaction()
+        return code
+
+    def abort(self) -> int:
+        """The client or the MTA gave up on the transaction."""
+        self._reset_transaction()
+        return Milter.CONTINUE
+
+    def close(self) -> int:
+        """The connection ended."""
+        return Milter.CONTINUE
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _facts(
+        self, stage: Stage, recipient: Recipient | None = None, message: Message | None = None
+    ) -> Facts:
+        return Facts(
+            stage=stage,
+            connection=self.connection,
+            envelope=self.envelope,
+            recipient=recipient,
+            message=message,
+            earlier=(*self._connection_verdicts, *self._transaction_verdicts),
+        )
+
+    def _stage(self, stage: Stage, facts: Facts) -> int:
+        """Run the pipeline for a stage and turn its decision into a milter reply."""
+        no_reply = self._no_reply(stage)
+        if self._connection_failed or self._transaction_failed:
+            return no_reply if no_reply == Milter.NOREPLY else self._internal_error()
+        if not self.runtime.pipeline.acts_on(stage):
+            return no_reply
+        result = self.runtime.pipeline.run(stage, facts, self.runtime.services())
+        record = (
+            self._connection_verdicts
+            if stage in (Stage.CONNECT, Stage.HELO)
+            else self._transaction_verdicts
+        )
+        # A refused recipient's verdict concerns that recipient only, not the message.
+        if stage is not Stage.RCPT or result.decision is None:
+            record.extend(result.verdicts)
+        for verdict in result.verdicts:
+            if verdict.action is not Action.CONTINUE:
+                action = f"would-{verdict.monitored}" if verdict.monitored else verdict.action
+                self._log_line(stage, verdict.check, action, verdict.reason, facts)
+        decision = result.decision
+        if decision is None:
+            return Milter.CONTINUE
+        reply = decision.reply or Replies.TEMPORARY
+        # libmilter treats % as a format character in reply text.
+        text = printable(decision.text, 400).replace("%", "%%")
+        self.setreply(reply.smtp_code, reply.dsn_code, text)
+        return RETURN_CODES[decision.action]
+
+    def _internal_error(self) -> int:
+        reply = Replies.INTERNAL_ERROR
+        try:
+            self.setreply(reply.smtp_code, reply.dsn_code, "internal error, try again later")
+        except Exception:
+            errors.exception("setreply failed")
+        return Milter.TEMPFAIL
+
+    def _no_reply(self, stage: Stage) -> int:
+        no_reply_bit = {
+            Stage.CONNECT: Milter.P_NR_CONN,
+            Stage.HELO: Milter.P_NR_HELO,
+            Stage.MAIL: Milter.P_NR_MAIL,
+            Stage.RCPT: Milter.P_NR_RCPT,
+        }.get(stage, 0)
+        return Milter.NOREPLY if self._protocol & no_reply_bit else Milter.CONTINUE
+
+    def _edit_headers(self) -> None:
+        authserv_id = self.runtime.settings.milter.authserv_id
+        # Highest index first, so each deletion leaves the other indexes valid.
+        for name, index in reversed(forged_fields(self._headers, authserv_id)):
+            self.chgheader(name, index, "")
+        verdicts = (*self._connection_verdicts, *self._transaction_verdicts)
+        self.addheader(TRACE, trace_header(authserv_id, verdicts), 0)
+        self.addheader(AUTH_RESULTS, authentication_results(authserv_id, verdicts), 0)
+
+    def _log_line(
+        self, stage: Stage, check: str, action: str, reason: str, facts: Facts | None = None
+    ) -> None:
+        envelope = self.envelope
+        if facts is not None and facts.recipient is not None:
+            recipient = facts.recipient.raw
+        else:
+            recipient = ",".join(r.raw for r in envelope.recipients) if envelope else ""
+        log.info(
+            "queue_id=%s client=%s stage=%s check=%s action=%s reason=%s from=<%s> to=<%s>",
+            (envelope.queue_id if envelope else "") or "-",
+            self.connection.client_text,
+            stage,
+            check,
+            action,
+            _quoted(reason),
+            printable(envelope.raw_sender.strip("<>") if envelope else "", 100),
+            printable(recipient.strip("<>"), 100),
+        )
+
+
+def _quoted(text: str) -> str:
+    return '"' + printable(text, 300).replace('"', "'") + '"'

@@ -1,0 +1,55 @@
+"""What a check is: a name, a settings class, and one pure function per stage it acts on.
+
+A stage function takes the frozen facts, the check's settings and the services (DNS, clock,
+state) and returns a Verdict, or None when it has nothing to say. It does no I/O of its own.
+A check may also name the DNS questions it will ask at a stage, so the pipeline can issue the
+questions of every check of that stage in parallel before any of them runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .dns import DnsResult, Query
+from .facts import Facts, Stage
+from .options import CheckSettings
+from .verdict import Verdict
+
+
+class DnsView(Protocol):
+    """The DNS interface checks see (``dns.StageLookups`` in production, fakes in tests)."""
+
+    def lookup(self, name: str, rdtype: str) -> DnsResult:
+        """The answer for one question."""
+        ...
+
+    def lookup_all(self, queries: Iterable[Query]) -> dict[Query, DnsResult]:
+        """Answers for several questions, asked in parallel."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    """What a check may use besides the facts: the site settings, DNS, the clock and the state."""
+
+    site: Any  # config.MilterSettings: host names, local domains, networks
+    dns: DnsView
+    clock: Callable[[], float]
+    store: Any = None
+
+
+StageFunction = Callable[[Facts, Any, Services], Verdict | None]
+PrefetchFunction = Callable[[Facts, Any], Iterable[Query]]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """A check's declaration; each module in ``checks/`` exports one as ``CHECK``."""
+
+    name: str
+    summary: str
+    settings: type[CheckSettings]
+    stages: Mapping[Stage, StageFunction]
+    prefetch: Mapping[Stage, PrefetchFunction] = field(default_factory=dict)

@@ -1,0 +1,297 @@
+"""The INI schema and its loader: one INI file in, typed frozen settings out, or a ConfigError.
+
+Every option is declared once, as a field of a settings class (see ``options.option``): the
+core sections below and one class per check (next to the check's code). The loader rejects
+unknown sections and options (with a "did you mean"), invalid values, and names the file,
+section, option and what was expected. ``docgen`` renders the sample INI and the README's
+reference from the same declarations.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import difflib
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from .check import Check
+from .checks import ALL_CHECKS
+from .errors import ConfigError, ValueParseError
+from .options import (
+    DOMAINS,
+    DURATION,
+    INT,
+    MODE,
+    NAMESERVERS,
+    NETWORKS,
+    SOCKET,
+    STRING,
+    WORDS,
+    CheckSettings,
+    IPNetwork,
+    Mode,
+    OptionSpec,
+    ValueType,
+    choice,
+    option,
+    specs,
+)
+
+DEFAULT_PATH = "/etc/mxguard/mxguard.ini"
+
+
+def _parse_state_url(text: str) -> str:
+    text = text.strip()
+    if text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
+        return text
+    if text.startswith(("redis://", "rediss://", "unix://")):
+        return text
+    raise ValueParseError(text)
+
+
+STATE_URL = ValueType(
+    "url",
+    "sqlite:///relative/path, sqlite:////absolute/path or redis://host:port/db",
+    _parse_state_url,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MilterSettings:
+    """Options of [milter]: how mxguard attaches to the MTA, and what is ours."""
+
+    socket: str = option("inet:8894@127.0.0.1", "where the MTA connects to mxguard", SOCKET)
+    mode: Mode = option(
+        "enforce", "enforce, or monitor (log and tag what would be refused, never refuse)", MODE
+    )
+    hostnames: tuple[str, ...] = option("", "names this MTA answers as", DOMAINS)
+    local_domains: tuple[str, ...] = option(
+        "", "domains we receive mail for; empty: the relay check cannot tell", DOMAINS
+    )
+    trusted_networks: tuple[IPNetwork, ...] = option(
+        "127.0.0.0/8, ::1/128", "our own relays and internal clients", NETWORKS
+    )
+    submission_daemons: tuple[str, ...] = option(
+        "submission", "{daemon_name} values that mean the port-587 listener", WORDS
+    )
+    authserv_id: str = option(
+        "",
+        "id in Authentication-Results; empty: the first hostname, else this host's name",
+        STRING,
+    )
+    user: str = option("", "drop privileges to this user after binding (when root)", STRING)
+    order: tuple[str, ...] = option(
+        ", ".join(check.name for check in ALL_CHECKS),
+        "the order in which the checks of a stage run; unlisted checks run last",
+        WORDS,
+    )
+    timeout: float = option("2h", "drop an MTA connection that stays silent this long", DURATION)
+
+
+@dataclass(frozen=True, slots=True)
+class DnsSettings:
+    """Options of [dns]."""
+
+    nameservers: tuple[tuple[str, int], ...] = option(
+        "", "empty: the system resolver; else IP or IP:port, comma-separated", NAMESERVERS
+    )
+    timeout: float = option("3s", "how long one lookup may take", DURATION)
+    cache_size: int = option("10000", "answers kept in the LRU cache (0: no cache)", INT)
+
+
+@dataclass(frozen=True, slots=True)
+class StateSettings:
+    """Options of [state]."""
+
+    url: str = option(
+        "sqlite:////var/lib/mxguard/state.db",
+        "state that outlives a connection: sqlite:////path/state.db or redis://host:6379/0",
+        STATE_URL,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingSettings:
+    """Options of [logging]."""
+
+    level: str = option(
+        "info", "debug, info, warning or error", choice("debug", "info", "warning", "error")
+    )
+
+
+CORE_SECTIONS: dict[str, tuple[type, str]] = {
+    "milter": (MilterSettings, "how mxguard attaches to the MTA, and what is ours"),
+    "dns": (DnsSettings, "the resolver every check uses"),
+    "state": (StateSettings, "where state that outlives a connection is kept"),
+    "logging": (LoggingSettings, "what is logged"),
+}
+
+
+def sections() -> dict[str, tuple[type, str]]:
+    """Every section of the schema, in file order: the core sections, then one per check."""
+    result = dict(CORE_SECTIONS)
+    for check in ALL_CHECKS:
+        result[check.name] = (check.settings, check.summary)
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole validated configuration."""
+
+    path: str
+    milter: MilterSettings
+    dns: DnsSettings
+    state: StateSettings
+    logging: LoggingSettings
+    checks: Mapping[str, CheckSettings]
+
+    def ordered_checks(self) -> list[tuple[Check, CheckSettings]]:
+        """The enabled checks with their settings, in the configured order."""
+        rank = {name: index for index, name in enumerate(self.milter.order)}
+        ordered = sorted(
+            ALL_CHECKS, key=lambda c: (rank.get(c.name, len(rank)), ALL_CHECKS.index(c))
+        )
+        return [(c, self.checks[c.name]) for c in ordered if self.checks[c.name].enabled]
+
+    def warnings(self) -> list[str]:
+        """Settings that are valid but probably not what the admin wants."""
+        found = []
+        if self.checks["relay"].enabled and not self.milter.local_domains:
+            found.append(
+                "[milter] local_domains is empty: the relay check refuses routing tricks only, "
+                "not off-site domains"
+            )
+        return found
+
+
+def _suggest(word: str, choices: list[str], wrap: str = "'{}'") -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {wrap.format(close[0])}?" if close else ""
+
+
+def _read(parser: configparser.ConfigParser, path: str, text: str | None) -> None:
+    try:
+        if text is None:
+            with open(path, encoding="utf-8") as handle:
+                parser.read_file(handle, source=path)
+        else:
+            parser.read_string(text, source=path)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except configparser.DuplicateSectionError as error:
+        raise ConfigError(
+            f"{path}: line {error.lineno}: section [{error.section}] appears twice"
+        ) from None
+    except configparser.DuplicateOptionError as error:
+        raise ConfigError(
+            f"{path}: [{error.section}] {error.option}: set twice (line {error.lineno})"
+        ) from None
+    except configparser.MissingSectionHeaderError as error:
+        raise ConfigError(
+            f"{path}: line {error.lineno}: an option before any [section] header"
+        ) from None
+    except configparser.Error as error:
+        raise ConfigError(f"{path}: {error.message}") from None
+
+
+def _section_values(
+    path: str, name: str, cls: type, raw: Mapping[str, str], problems: list[str]
+) -> dict[str, Any]:
+    known = {spec.name: spec for spec in specs(cls)}
+    values: dict[str, Any] = {}
+    for key, text in raw.items():
+        spec = known.get(key)
+        if spec is None:
+            problems.append(f"{path}: [{name}] {key}: unknown option{_suggest(key, list(known))}")
+            continue
+        try:
+            values[key] = spec.kind.parse(text)
+        except (ValueParseError, ValueError):
+            problems.append(
+                f"{path}: [{name}] {key}: expected {spec.kind.expected}, got {text.strip()!r}"
+            )
+    return values
+
+
+def load(path: str = DEFAULT_PATH, text: str | None = None) -> Settings:
+    """Read and validate the INI file at ``path`` (or ``text``, named ``path`` in messages)."""
+    # A DEFAULT section would leak into every other section, so it is just another unknown name.
+    parser = configparser.ConfigParser(
+        interpolation=None,
+        default_section="\x00no-default",
+        strict=True,
+        inline_comment_prefixes=(";", "#"),
+        empty_lines_in_values=False,
+    )
+    parser.optionxform = str.lower  # type: ignore[assignment,method-assign]
+    _read(parser, path, text)
+    schema = sections()
+    problems: list[str] = []
+    parsed: dict[str, Any] = {}
+    for name in parser.sections():
+        if name not in schema:
+            problems.append(
+                f"{path}: [{name}]: unknown section{_suggest(name, list(schema), '[{}]')}"
+            )
+    for name, (cls, _doc) in schema.items():
+        raw = dict(parser[name]) if parser.has_section(name) else {}
+        parsed[name] = cls(**_section_values(path, name, cls, raw, problems))
+    milter: MilterSettings = parsed["milter"]
+    check_names = [check.name for check in ALL_CHECKS]
+    for name in milter.order:
+        if name not in check_names:
+            problems.append(
+                f"{path}: [milter] order: expected check names ({', '.join(check_names)}), "
+                f"got {name!r}{_suggest(name, check_names)}"
+            )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    if not milter.authserv_id:
+        fallback = milter.hostnames[0] if milter.hostnames else socket.getfqdn()
+        milter = dataclasses.replace(milter, authserv_id=fallback)
+    checks = {check.name: _inherit_mode(parsed[check.name], milter.mode) for check in ALL_CHECKS}
+    return Settings(
+        path=path,
+        milter=milter,
+        dns=parsed["dns"],
+        state=parsed["state"],
+        logging=parsed["logging"],
+        checks=MappingProxyType(checks),
+    )
+
+
+def _inherit_mode(settings: CheckSettings, mode: Mode) -> CheckSettings:
+    return settings if settings.mode is not None else dataclasses.replace(settings, mode=mode)
+
+
+def effective_values(settings: Settings) -> dict[str, dict[str, str]]:
+    """Every option's effective value as INI text, by section, for ``check-config``."""
+    result: dict[str, dict[str, str]] = {}
+    for name in sections():
+        values = settings.checks[name] if name in settings.checks else getattr(settings, name)
+        result[name] = {
+            spec.name: spec.kind.format(getattr(values, spec.name)) for spec in specs(type(values))
+        }
+    return result
+
+
+__all__ = [
+    "DEFAULT_PATH",
+    "ConfigError",
+    "DnsSettings",
+    "LoggingSettings",
+    "MilterSettings",
+    "OptionSpec",
+    "Settings",
+    "StateSettings",
+    "effective_values",
+    "load",
+    "sections",
+]

@@ -1,0 +1,236 @@
+"""The one DNS door of the process: a cached dnspython resolver with typed answers.
+
+Every answer is one of three kinds, and checks branch on them:
+
+* ``Found`` - the name has records of that type;
+* ``NotFound`` - it does not (NXDOMAIN, or the name exists without that type);
+* ``Unknown`` - we could not tell (timeout, SERVFAIL, REFUSED, no usable server).
+
+Only ``Unknown`` may lead to a 4xx; a check must never turn it into a 5xx. Lookups of one stage
+are issued in parallel with :meth:`Resolver.lookup_all`. pyspf and dkimpy are given this resolver
+through :func:`spf_lookup_function` and :func:`dkim_txt_function`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import dns.exception
+import dns.name
+import dns.nameserver
+import dns.rcode
+import dns.rdatatype
+import dns.resolver
+import dns.reversename
+
+from .errors import ConfigError
+
+log = logging.getLogger("mxguard.dns")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """One question: a domain name and a record type such as "A" or "TXT"."""
+
+    name: str
+    rdtype: str
+
+    @classmethod
+    def ptr(cls, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> Query:
+        """The PTR question for an IP address (in-addr.arpa or ip6.arpa)."""
+        return cls(dns.reversename.from_address(str(ip)).to_text(), "PTR")
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """Records were found.
+
+    ``records`` holds, per type: A/AAAA address strings; PTR/CNAME/NS target names without the
+    final dot; MX (preference, exchange) pairs; TXT tuples of byte strings (one per
+    character-string); anything else its presentation text.
+    """
+
+    records: tuple[Any, ...]
+    ttl: int
+
+    def texts(self) -> tuple[str, ...]:
+        """TXT records joined and decoded (undecodable bytes replaced)."""
+        return tuple(b"".join(parts).decode("utf-8", "replace") for parts in self.records)
+
+
+@dataclass(frozen=True, slots=True)
+class NotFound:
+    """The name or the type does not exist."""
+
+    nxdomain: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Unknown:
+    """The question could not be answered now; retrying later may help."""
+
+    reason: str
+
+
+DnsResult = Found | NotFound | Unknown
+
+
+def _record(rdata: Any) -> Any:
+    rdtype = rdata.rdtype
+    if rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        return rdata.address
+    if rdtype in (dns.rdatatype.PTR, dns.rdatatype.CNAME, dns.rdatatype.NS):
+        return rdata.target.to_text(omit_final_dot=True)
+    if rdtype == dns.rdatatype.MX:
+        return (rdata.preference, rdata.exchange.to_text(omit_final_dot=True))
+    if rdtype in (dns.rdatatype.TXT, dns.rdatatype.SPF):
+        return tuple(rdata.strings)
+    return rdata.to_text()
+
+
+def _failure_reason(error: dns.resolver.NoNameservers) -> str:
+    """Name what the servers said: SERVFAIL, REFUSED, or that none answered usefully."""
+    rcodes = set()
+    for attempt in error.kwargs.get("errors", []):
+        response = attempt[-1]
+        if response is not None:
+            rcodes.add(dns.rcode.to_text(response.rcode()).lower())
+    return "/".join(sorted(rcodes)) or "no usable nameserver"
+
+
+class Resolver:
+    """A process-wide resolver: configured servers, one timeout, an LRU cache that honours TTLs
+    (negative answers included), and a thread pool for parallel lookups."""
+
+    def __init__(
+        self,
+        nameservers: tuple[tuple[str, int], ...] = (),
+        timeout: float = 3.0,
+        cache_size: int = 10000,
+        workers: int = 32,
+    ) -> None:
+        if nameservers:
+            self._resolver = dns.resolver.Resolver(configure=False)
+            self._resolver.nameservers = [
+                dns.nameserver.Do53Nameserver(host, port) for host, port in nameservers
+            ]
+        else:
+            try:
+                self._resolver = dns.resolver.Resolver()
+            except dns.resolver.NoResolverConfiguration as error:
+                raise ConfigError(
+                    f"[dns] nameservers is empty and the system resolver is unusable: {error}"
+                ) from None
+        self._resolver.timeout = timeout
+        self._resolver.lifetime = timeout
+        self._resolver.cache = dns.resolver.LRUCache(cache_size) if cache_size else None
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mxguard-dns")
+
+    def lookup(self, name: str, rdtype: str) -> DnsResult:
+        """Resolve one question; never raises."""
+        try:
+            answer = self._resolver.resolve(name, rdtype, search=False)
+        except dns.resolver.NXDOMAIN:
+            return NotFound(nxdomain=True)
+        except dns.resolver.NoAnswer:
+            return NotFound(nxdomain=False)
+        except dns.exception.Timeout:
+            return Unknown("timeout")
+        except dns.resolver.NoNameservers as error:
+            return Unknown(_failure_reason(error))
+        except (dns.name.NameTooLong, dns.name.LabelTooLong, dns.name.EmptyLabel):
+            return NotFound(nxdomain=True)  # no such name can exist in the DNS
+        except Exception as error:  # an unexpected resolver failure must not become a 5xx
+            log.warning("dns: lookup %s/%s failed: %r", name, rdtype, error)
+            return Unknown(type(error).__name__)
+        return Found(tuple(_record(rdata) for rdata in answer), answer.rrset.ttl)
+
+    def lookup_all(self, queries: Iterable[Query]) -> dict[Query, DnsResult]:
+        """Resolve several questions in parallel and wait for all of them."""
+        unique = list(dict.fromkeys(queries))
+        if len(unique) <= 1:
+            return {q: self.lookup(q.name, q.rdtype) for q in unique}
+        # The calling thread answers the first question itself, so a busy pool never stalls it.
+        futures = {q: self._pool.submit(self.lookup, q.name, q.rdtype) for q in unique[1:]}
+        results = {unique[0]: self.lookup(unique[0].name, unique[0].rdtype)}
+        for query, future in futures.items():
+            results[query] = future.result()
+        return results
+
+    def close(self) -> None:
+        """Stop the worker threads."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class StageLookups:
+    """The DNS view handed to the checks of one stage: prefetched answers first, then the
+    resolver. Checks call :meth:`lookup`; the pipeline calls :meth:`prefetch`."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self._resolver = resolver
+        self._answers: dict[Query, DnsResult] = {}
+
+    def prefetch(self, queries: Iterable[Query]) -> None:
+        """Issue all ``queries`` in parallel and keep the answers for this stage."""
+        missing = [q for q in queries if q not in self._answers]
+        if missing:
+            self._answers.update(self._resolver.lookup_all(missing))
+
+    def lookup(self, name: str, rdtype: str) -> DnsResult:
+        """The answer for one question, from this stage's answers or the resolver."""
+        query = Query(name, rdtype)
+        result = self._answers.get(query)
+        if result is None:
+            result = self._answers[query] = self._resolver.lookup(name, rdtype)
+        return result
+
+    def lookup_all(self, queries: Iterable[Query]) -> dict[Query, DnsResult]:
+        """Answers for several questions, resolving the missing ones in parallel."""
+        queries = list(queries)
+        self.prefetch(queries)
+        return {q: self._answers[q] for q in queries}
+
+
+def spf_lookup_function(resolver: Resolver) -> Callable[..., list]:
+    """A replacement for ``spf.DNSLookup`` that goes through ``resolver``."""
+    import spf
+
+    def lookup(name: str, qtype: str, strict: bool = True, timeout: float | None = None) -> list:
+        result = resolver.lookup(name, qtype)
+        if isinstance(result, Unknown):
+            raise spf.TempError(f"DNS {result.reason} for {name}/{qtype}")
+        if isinstance(result, NotFound):
+            return []
+        return [((name, qtype), record) for record in result.records]
+
+    return lookup
+
+
+def dkim_txt_function(resolver: Resolver) -> Callable[..., bytes | None]:
+    """A ``dnsfunc`` for dkimpy: the first TXT record of a name, through ``resolver``."""
+    import dkim
+
+    def get_txt(name: bytes | str, timeout: float = 5) -> bytes | None:
+        if isinstance(name, bytes):
+            name = name.decode("ascii", "replace")
+        result = resolver.lookup(name, "TXT")
+        if isinstance(result, Unknown):
+            raise dkim.DnsTimeoutError(f"DNS {result.reason} for {name}")
+        if isinstance(result, NotFound) or not result.records:
+            return None
+        return b"".join(result.records[0])
+
+    return get_txt
+
+
+def install_library_hooks(resolver: Resolver) -> None:
+    """Route pyspf's lookups through ``resolver`` (pyspf only offers a module-level hook)."""
+    import spf
+
+    spf.DNSLookup = spf_lookup_function(resolver)

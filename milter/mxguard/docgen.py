@@ -1,0 +1,71 @@
+"""Render the documented sample INI and the README's option reference from the schema.
+
+``python -m mxguard.docgen`` rewrites ``contrib/mxguard.ini`` and the reference part of
+``README.rst``; a test fails when either is stale.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .config import sections
+from .options import specs
+
+BEGIN = ".. BEGIN GENERATED OPTION REFERENCE (python -m mxguard.docgen)"
+END = ".. END GENERATED OPTION REFERENCE"
+
+
+def render_ini() -> str:
+    """The sample INI: every section and option, each with its doc, at its default."""
+    lines = [
+        "; mxguard configuration. Every option is shown at its default.",
+        "; Generated from the schema by `python -m mxguard.docgen`; do not edit by hand.",
+        "; Lists are comma-separated; booleans are yes/no/true/false/on/off/1/0;",
+        "; durations take s/m/h/d; networks are CIDR (IPv4 or IPv6).",
+    ]
+    for name, (cls, doc) in sections().items():
+        lines += ["", f"; {doc}", f"[{name}]"]
+        for spec in specs(cls):
+            lines.append(f"; {spec.doc} [{spec.kind.name}]")
+            lines.append(f"{spec.name} = {spec.default_text}".rstrip())
+    return "\n".join(lines) + "\n"
+
+
+def render_reference() -> str:
+    """The option reference as reStructuredText, between the README's markers."""
+    lines = [BEGIN, ""]
+    for name, (cls, doc) in sections().items():
+        title = f"[{name}]"
+        lines += [title, "~" * len(title), "", doc[0].upper() + doc[1:] + ".", ""]
+        lines += [".. list-table::", "   :header-rows: 1", "   :widths: 20 25 55", ""]
+        lines += ["   * - option", "     - default", "     - meaning"]
+        for spec in specs(cls):
+            default = f"``{spec.default_text}``" if spec.default_text else "(empty)"
+            lines += [
+                f"   * - ``{spec.name}``",
+                f"     - {default}",
+                f"     - {spec.doc}. Takes {spec.kind.expected}.",
+            ]
+        lines.append("")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def splice_reference(readme: str) -> str:
+    """``readme`` with the text between the markers replaced by the current reference."""
+    start, end = readme.index(BEGIN), readme.index(END) + len(END)
+    return readme[:start] + render_reference() + readme[end:]
+
+
+def main(root: str = ".") -> int:
+    """Rewrite contrib/mxguard.ini and the README reference under ``root``."""
+    base = Path(root)
+    (base / "contrib" / "mxguard.ini").write_text(render_ini(), encoding="utf-8")
+    readme = base / "README.rst"
+    readme.write_text(splice_reference(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))

@@ -1,0 +1,82 @@
+"""Everything one configuration needs at run time, built once and swapped whole on reload."""
+
+from __future__ import annotations
+
+import ipaddress
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .check import Services
+from .config import Settings
+from .dns import Resolver, StageLookups
+from .facts import IPAddress
+from .pipeline import Pipeline
+
+
+def normalise_ip(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (::ffff:192.0.2.1) as the IPv4 address it carries."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """Settings, checks, resolver, clock and store of one configuration generation."""
+
+    settings: Settings
+    pipeline: Pipeline
+    resolver: Resolver
+    clock: Callable[[], float] = time.time
+    store: Any = None
+
+    def services(self) -> Services:
+        """Fresh services for one stage (its own prefetched DNS answers)."""
+        return Services(
+            site=self.settings.milter,
+            dns=StageLookups(self.resolver),
+            clock=self.clock,
+            store=self.store,
+        )
+
+    def is_trusted(self, ip: IPAddress | None) -> bool:
+        """True when ``ip`` is in [milter] trusted_networks."""
+        return ip is not None and any(
+            ip in network for network in self.settings.milter.trusted_networks
+        )
+
+
+def build_runtime(settings: Settings, resolver: Resolver | None = None) -> Runtime:
+    """A runtime for ``settings``; reuses ``resolver`` (and its warm cache) when given."""
+    if resolver is None:
+        resolver = Resolver(
+            nameservers=settings.dns.nameservers,
+            timeout=settings.dns.timeout,
+            cache_size=settings.dns.cache_size,
+        )
+    return Runtime(
+        settings=settings, pipeline=Pipeline(settings.ordered_checks()), resolver=resolver
+    )
+
+
+class RuntimeHolder:
+    """The current runtime. A connection takes it once at its start, so a reload never changes
+    the rules in the middle of a conversation."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._lock = threading.Lock()
+        self._current = runtime
+
+    @property
+    def current(self) -> Runtime:
+        """The runtime new connections use."""
+        return self._current
+
+    def replace(self, runtime: Runtime) -> Runtime:
+        """Make ``runtime`` current and return the previous one."""
+        with self._lock:
+            previous, self._current = self._current, runtime
+        return previous

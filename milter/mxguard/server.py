@@ -1,0 +1,118 @@
+"""Start libmilter: register the callbacks, open the socket, drop privileges, serve, reload."""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import signal
+import threading
+
+import Milter
+
+import milter
+
+from . import config
+from .adapter import MxguardMilter
+from .dns import install_library_hooks
+from .errors import ConfigError
+from .runtime import RuntimeHolder, build_runtime
+
+log = logging.getLogger("mxguard")
+
+# Header edits now; later checks add envelope and quarantine actions here.
+ACTIONS = milter.ADDHDRS | milter.CHGHDRS
+
+
+def _register_callbacks(holder: RuntimeHolder) -> None:
+    """Point libmilter's callbacks at a fresh MxguardMilter per connection."""
+    Milter.factory = lambda: MxguardMilter(holder)
+    milter.set_flags(ACTIONS)
+    milter.set_connect_callback(Milter.connect_callback)
+    milter.set_helo_callback(lambda ctx, name: ctx.getpriv().hello(name))
+    milter.set_envfrom_callback(lambda ctx, *args: ctx.getpriv().envfrom_bytes(*args))
+    milter.set_envrcpt_callback(lambda ctx, *args: ctx.getpriv().envrcpt_bytes(*args))
+    milter.set_header_callback(lambda ctx, name, value: ctx.getpriv().header_bytes(name, value))
+    milter.set_eoh_callback(lambda ctx: ctx.getpriv().eoh())
+    milter.set_body_callback(lambda ctx, chunk: ctx.getpriv().body(chunk))
+    milter.set_eom_callback(lambda ctx: ctx.getpriv().eom())
+    milter.set_abort_callback(lambda ctx: ctx.getpriv().abort())
+    milter.set_close_callback(Milter.close_callback)
+    milter.register(
+        "mxguard",
+        data=lambda ctx: ctx.getpriv().data(),
+        unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
+        negotiate=Milter.negotiate_callback,
+    )
+
+
+def _socket_path(socket_spec: str) -> str | None:
+    kind, _, rest = socket_spec.partition(":")
+    return rest if kind in ("unix", "local") else None
+
+
+def drop_privileges(user: str, socket_spec: str) -> None:
+    """As root, give the unix socket to ``user`` and become that user and its groups."""
+    if not user:
+        return
+    if os.geteuid() != 0:
+        log.warning("[milter] user = %s ignored: not running as root", user)
+        return
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        raise ConfigError(f"[milter] user: no such user {user!r}") from None
+    path = _socket_path(socket_spec)
+    if path and os.path.exists(path):
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+    groups = os.getgrouplist(user, entry.pw_gid)
+    os.setgroups(groups)
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+    log.info("running as %s (groups %s)", user, ",".join(grp.getgrgid(g).gr_name for g in groups))
+
+
+def _reload_loop(path: str, holder: RuntimeHolder) -> None:
+    """Wait for SIGUSR1 and swap in the new configuration; keep the old one if it is invalid."""
+    while True:
+        signal.sigwait({signal.SIGUSR1})
+        try:
+            settings = config.load(path)
+        except ConfigError as error:
+            log.error("reload refused, keeping the running configuration:\n%s", error)
+            continue
+        current = holder.current
+        resolver = current.resolver if settings.dns == current.settings.dns else None
+        holder.replace(build_runtime(settings, resolver))
+        if resolver is None:
+            install_library_hooks(holder.current.resolver)
+            current.resolver.close()
+        log.info("configuration reloaded from %s", path)
+
+
+def serve(settings: config.Settings) -> int:
+    """Run the milter until libmilter stops (SIGTERM/SIGINT)."""
+    runtime = build_runtime(settings)
+    install_library_hooks(runtime.resolver)
+    holder = RuntimeHolder(runtime)
+    # Block SIGUSR1 before any thread starts, so only the reload thread receives it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    threading.Thread(
+        target=_reload_loop, args=(settings.path, holder), name="mxguard-reload", daemon=True
+    ).start()
+    _register_callbacks(holder)
+    milter.setconn(settings.milter.socket)
+    milter.settimeout(int(settings.milter.timeout))
+    try:
+        milter.opensocket(True)
+    except milter.error:
+        log.error(
+            "cannot open the milter socket %s (in use, or no permission?)", settings.milter.socket
+        )
+        return 1
+    drop_privileges(settings.milter.user, settings.milter.socket)
+    log.info("listening on %s", settings.milter.socket)
+    milter.main()
+    log.info("stopped")
+    return 0

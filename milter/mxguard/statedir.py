@@ -1,0 +1,42 @@
+"""Where state that outlives a connection is kept, with a fallback for unprivileged runs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("mxguard.state")
+
+SQLITE_PREFIX = "sqlite:///"
+
+
+def _writable_dir(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(directory, os.W_OK | os.X_OK)
+
+
+def fallback_dir() -> Path:
+    """The per-user state directory: $XDG_STATE_HOME/mxguard or ~/.local/state/mxguard."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "mxguard"
+
+
+def effective_state_url(url: str) -> str:
+    """``url``, or for an SQLite file whose directory we cannot write, the same file name in
+    the per-user state directory (so ``make run`` works without root)."""
+    if not url.startswith(SQLITE_PREFIX):
+        return url
+    path = Path(url[len(SQLITE_PREFIX) :])
+    if _writable_dir(path.parent):
+        return url
+    directory = fallback_dir()
+    if not _writable_dir(directory):
+        log.warning("state: neither %s nor %s is writable", path.parent, directory)
+        return url
+    replacement = SQLITE_PREFIX + str(directory / path.name)
+    log.warning("state: %s is not writable; using %s", path.parent, replacement)
+    return replacement

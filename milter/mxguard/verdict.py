@@ -1,0 +1,112 @@
+"""Verdicts: what a check decided, and the one table of SMTP replies mxguard can give."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+
+class Action(enum.StrEnum):
+    """What the MTA is told to do; ordered by how final it is."""
+
+    CONTINUE = "continue"
+    TAG = "tag"
+    TEMPFAIL = "tempfail"
+    REJECT = "reject"
+    DISCARD = "discard"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An SMTP reply code with its RFC 3463 enhanced status code."""
+
+    smtp_code: str
+    dsn_code: str
+
+
+class Replies:
+    """The one table of replies: every refusal mxguard gives uses one of these."""
+
+    POLICY = Reply("550", "5.7.1")
+    UNKNOWN_USER = Reply("550", "5.1.1")
+    BAD_ADDRESS = Reply("501", "5.1.3")
+    AUTH_REQUIRED = Reply("530", "5.7.0")
+    TEMPORARY = Reply("451", "4.7.1")
+    TEMPORARY_DNS = Reply("451", "4.4.3")
+    LOCKED_OUT = Reply("450", "4.7.1")
+    INTERNAL_ERROR = Reply("451", "4.3.0")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """One method's result for the Authentication-Results header (RFC 8601)."""
+
+    method: str
+    result: str
+    reason: str = ""
+    properties: tuple[tuple[str, str, str], ...] = ()  # (ptype, property, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """The decision of one check at one stage.
+
+    ``text`` is what the client sees after the codes; ``reason`` is for the log and the trace
+    header. ``outcome`` is a stable id such as ``relay.percent-hack``.
+    """
+
+    action: Action
+    check: str
+    outcome: str
+    reason: str
+    reply: Reply | None = None
+    text: str = ""
+    auth: tuple[AuthResult, ...] = ()
+    monitored: Action | None = None  # the action monitor mode held back
+
+    @property
+    def refuses(self) -> bool:
+        """True when the client gets a 4xx or 5xx (or the message is dropped)."""
+        return self.action in (Action.TEMPFAIL, Action.REJECT, Action.DISCARD)
+
+    def as_monitored(self) -> Verdict:
+        """The same verdict held back by monitor mode: logged and tagged, never refused."""
+        if not self.refuses:
+            return self
+        return replace(self, action=Action.TAG, monitored=self.action)
+
+
+def reject(check: str, outcome: str, reason: str, reply: Reply = Replies.POLICY) -> Verdict:
+    """A permanent refusal whose reply text is ``<check>: <reason>``."""
+    return Verdict(Action.REJECT, check, f"{check}.{outcome}", reason, reply, f"{check}: {reason}")
+
+
+def tempfail(check: str, outcome: str, reason: str, reply: Reply = Replies.TEMPORARY) -> Verdict:
+    """A temporary refusal (4xx): the sender keeps the message and retries."""
+    return Verdict(
+        Action.TEMPFAIL, check, f"{check}.{outcome}", reason, reply, f"{check}: {reason}"
+    )
+
+
+def tag(check: str, outcome: str, reason: str, auth: tuple[AuthResult, ...] = ()) -> Verdict:
+    """Accept, but record the finding in the trace header."""
+    return Verdict(Action.TAG, check, f"{check}.{outcome}", reason, auth=auth)
+
+
+def passed(
+    check: str, outcome: str, reason: str = "", auth: tuple[AuthResult, ...] = ()
+) -> Verdict:
+    """Accept, recording only the Authentication-Results of the check."""
+    return Verdict(Action.CONTINUE, check, f"{check}.{outcome}", reason, auth=auth)
+
+
+def internal_error(check: str) -> Verdict:
+    """A bug in a check: the client retries later, never a 5xx."""
+    return Verdict(
+        Action.TEMPFAIL,
+        check,
+        f"{check}.internal-error",
+        "internal error",
+        Replies.INTERNAL_ERROR,
+        "internal error, try again later",
+    )

@@ -1,0 +1,29 @@
+#!/bin/sh
+# Install the Debian packages mxguard needs: `runtime` for make run, `test` adds what the tests use.
+# As root it installs what is missing with apt-get; otherwise it prints the command to run.
+set -eu
+want="libmilter-dev gcc"
+# The interpreter must be able to create a venv and build pymilter's C extension.
+if ! python3 -c 'import ensurepip, os, sysconfig; assert os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))' 2>/dev/null; then
+    want="$want python3-venv python3-dev"
+fi
+if [ "${1:-runtime}" = test ]; then
+    want="$want postfix"
+fi
+missing=""
+for package in $want; do
+    dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -q "install ok installed" \
+        || missing="$missing $package"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+    echo "mxguard needs these Debian packages:$missing" >&2
+    echo "install them with:  sudo apt-get install -y$missing" >&2
+    exit 1
+fi
+echo "installing:$missing" >&2
+# Postfix must not ask questions, and must not configure or start the system instance.
+echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,34 @@
+"""Small fakes behind the project's own interfaces, for unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from mxguard import config
+from mxguard.check import Services
+from mxguard.dns import DnsResult, NotFound, Query
+
+
+@dataclass
+class FakeDns:
+    """Answers from a dict; everything else does not exist. Records every question asked."""
+
+    answers: dict[tuple[str, str], DnsResult] = field(default_factory=dict)
+    asked: list[Query] = field(default_factory=list)
+    batches: list[list[Query]] = field(default_factory=list)
+
+    def lookup(self, name: str, rdtype: str) -> DnsResult:
+        self.asked.append(Query(name, rdtype))
+        return self.answers.get((name, rdtype), NotFound(nxdomain=True))
+
+    def lookup_all(self, queries: Iterable[Query]) -> dict[Query, DnsResult]:
+        batch = list(queries)
+        self.batches.append(batch)
+        return {q: self.lookup(q.name, q.rdtype) for q in batch}
+
+
+def services(ini: str = "", dns: FakeDns | None = None, now: float = 1_000_000.0) -> Services:
+    """Services for a check, with site settings from ``ini`` and a fixed clock."""
+    settings = config.load("test.ini", text=ini)
+    return Services(site=settings.milter, dns=dns or FakeDns(), clock=lambda: now)
