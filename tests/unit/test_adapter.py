@@ -1,0 +1,142 @@
+"""The adapter in-process, with a small fake libmilter context: bugs never escape, never 5xx."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+
+import Milter
+import pytest
+
+from mxguard import config
+from mxguard.adapter import MxguardMilter
+from mxguard.check import Check
+from mxguard.facts import Stage
+from mxguard.options import CheckSettings, Mode
+from mxguard.pipeline import Pipeline
+from mxguard.runtime import RuntimeHolder, build_runtime
+
+ALL_PROTOCOL = 0x1FFFFF
+
+
+class FakeContext:
+    """The part of pymilter's milterContext the adapter uses."""
+
+    def __init__(self, macros: dict[str, str] | None = None) -> None:
+        self.macros = macros or {}
+        self.replies: list[tuple] = []
+        self.edits: list[tuple] = []
+        self.priv = None
+
+    def setpriv(self, priv) -> None:
+        self.priv = priv
+
+    def getpriv(self):
+        return self.priv
+
+    def getsymval(self, name: str):
+        return self.macros.get(name)
+
+    def setsymlist(self, stage: int, macros: str) -> None:
+        self.edits.append(("symlist", stage, macros))
+
+    def setreply(self, *args) -> None:
+        self.replies.append(args)
+
+    def addheader(self, name, value, idx) -> None:
+        self.edits.append(("add", name, value, idx))
+
+    def chgheader(self, name, idx, value) -> None:
+        self.edits.append(("chg", name, idx, value))
+
+
+def broken_check(stage: Stage) -> Check:
+    def explode(facts, settings, services):
+        raise ZeroDivisionError("bug in a check")
+
+    return Check(name="broken", summary="", settings=CheckSettings, stages={stage: explode})
+
+
+def milter_with(pipeline_checks, macros=None) -> tuple[MxguardMilter, FakeContext]:
+    settings = config.load(
+        "t.ini", text="[milter]\nlocal_domains = example.test\n[dns]\nnameservers = 127.0.0.1:9\n"
+    )
+    runtime = build_runtime(settings)
+    runtime = dataclasses.replace(runtime, pipeline=Pipeline(pipeline_checks))
+    milter = MxguardMilter(RuntimeHolder(runtime))
+    ctx = FakeContext(macros)
+    milter._setctx(ctx)
+    opts = [Milter.CURR_ACTS, ALL_PROTOCOL, 0, 0]
+    assert milter.negotiate(opts) == Milter.CONTINUE
+    return milter, ctx
+
+
+def converse(milter: MxguardMilter) -> list[int]:
+    return [
+        milter.connect("client.example", socket.AF_INET, ("203.0.113.9", 4000)),
+        milter.hello("client.example"),
+        milter.envfrom("<a@sender.example>"),
+        milter.envrcpt("<alice@example.test>"),
+        milter.eom(),
+    ]
+
+
+def test_exception_in_a_check_gives_451_430() -> None:
+    milter, ctx = milter_with([(broken_check(Stage.RCPT), CheckSettings(mode=Mode.ENFORCE))])
+    codes = converse(milter)
+    assert codes[3] == Milter.TEMPFAIL
+    assert ctx.replies == [("451", "4.3.0", "internal error, try again later")]
+
+
+def test_exception_where_no_reply_is_expected_tempfails_the_next_step(monkeypatch) -> None:
+    milter, ctx = milter_with([(broken_check(Stage.EOM), CheckSettings(mode=Mode.ENFORCE))])
+    monkeypatch.setattr(milter.runtime.__class__, "is_trusted", lambda self, ip: 1 / 0)
+    codes = converse(milter)
+    assert codes[0] == Milter.NOREPLY  # connect: the MTA reads no reply there
+    assert codes[3] == Milter.NOREPLY  # no check acts at RCPT
+    assert codes[4] == Milter.TEMPFAIL
+    assert ctx.replies[-1][:2] == ("451", "4.3.0")
+
+
+def test_exception_in_a_monitored_check_lets_mail_through() -> None:
+    milter, ctx = milter_with([(broken_check(Stage.RCPT), CheckSettings(mode=Mode.MONITOR))])
+    codes = converse(milter)
+    assert codes[3] == Milter.CONTINUE and codes[4] == Milter.CONTINUE
+    trace = next(e[2] for e in ctx.edits if e[:2] == ("add", "X-MXGuard"))
+    assert "broken.internal-error=would-tempfail" in trace
+
+
+@pytest.mark.parametrize(
+    ("hostaddr", "macros", "expected"),
+    [
+        pytest.param(("203.0.113.9", 25), {}, "203.0.113.9", id="ipv4"),
+        pytest.param(("::ffff:203.0.113.9", 25, 0, 0), {}, "203.0.113.9", id="v4-mapped"),
+        pytest.param(("2001:db8::1", 25, 0, 0), {}, "2001:db8::1", id="ipv6"),
+        pytest.param(None, {"{client_addr}": "198.51.100.1"}, "198.51.100.1", id="macro"),
+        pytest.param("/run/socket", {}, "unknown", id="unix"),
+    ],
+)
+def test_client_address_from_callback_or_macro(hostaddr, macros, expected) -> None:
+    milter, _ = milter_with([], macros)
+    milter.connect("client", socket.AF_INET, hostaddr)
+    assert milter.connection.client_text == expected
+
+
+def test_macros_become_facts() -> None:
+    milter, _ = milter_with(
+        [],
+        {
+            "{daemon_name}": "submission",
+            "j": "mx.example.test",
+            "{if_addr}": "192.0.2.25",
+            "{auth_authen}": "carol@example.test",
+            "{auth_type}": "PLAIN",
+            "i": "ABC123",
+        },
+    )
+    converse(milter)
+    facts = milter.connection
+    assert facts.submission and facts.daemon_name == "submission"
+    assert facts.mta_name == "mx.example.test" and str(facts.interface_ip) == "192.0.2.25"
+    assert facts.authenticated and facts.auth_user == "carol@example.test"
+    assert facts.auth_type == "PLAIN"

@@ -1,0 +1,71 @@
+"""The command line: check-config prints the effective settings or exits 2 with the problem."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from mxguard import cli, statedir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_check_config_prints_effective_settings(tmp_path: Path, capsys) -> None:
+    ini = tmp_path / "ok.ini"
+    ini.write_text("[milter]\nlocal_domains = Example.ORG\n[dns]\ntimeout = 90s\n")
+    assert cli.main(["check-config", "-c", str(ini)]) == 0
+    out = capsys.readouterr().out
+    assert "local_domains = example.org" in out
+    assert "timeout = 90s" in out
+    assert "[relay]\nenabled = yes\nmode = enforce" in out
+
+
+def test_check_config_exits_2_naming_file_section_option(tmp_path: Path, capsys) -> None:
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[dns]\ntimout = 3s\n")
+    assert cli.main(["check-config", "-c", str(ini)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"{ini}: [dns] timout: unknown option; did you mean 'timeout'?"
+    )
+
+
+def test_run_exits_2_before_serving_on_a_bad_config(tmp_path: Path) -> None:
+    ini = tmp_path / "bad.ini"
+    ini.write_text("[milter]\nmode = enforcing\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mxguard", "run", "-c", str(ini)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "milter")},
+    )
+    assert done.returncode == 2
+    assert f"{ini}: [milter] mode: expected enforce or monitor, got 'enforcing'" in done.stderr
+
+
+def test_missing_default_file_is_exit_2(tmp_path: Path, capsys) -> None:
+    assert cli.main(["check-config", "-c", str(tmp_path / "nope.ini")]) == 2
+    assert "nope.ini: cannot read" in capsys.readouterr().err
+
+
+def test_shipped_config_is_valid(capsys) -> None:
+    assert cli.main(["check-config", "-c", str(ROOT / "contrib" / "mxguard.ini")]) == 0
+
+
+def test_state_falls_back_to_a_user_directory(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    # A directory below a plain file cannot be created, not even by root.
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    url = f"sqlite:///{blocker}/mxguard/state.db"
+    assert statedir.effective_state_url(url) == f"sqlite:///{tmp_path}/xdg/mxguard/state.db"
+    assert (tmp_path / "xdg" / "mxguard").is_dir()
+
+
+def test_writable_state_directory_is_kept(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/state/state.db"
+    assert statedir.effective_state_url(url) == url
+    assert (tmp_path / "state").is_dir()
+    assert statedir.effective_state_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"

@@ -1,0 +1,127 @@
+"""The pipeline: order, first rejection wins, tempfail only when nothing rejects, monitor mode,
+exceptions contained, DNS questions of a stage asked together."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+import pytest
+
+from mxguard.check import Check
+from mxguard.dns import Query
+from mxguard.facts import Connection, Facts, Stage
+from mxguard.options import CheckSettings, Mode
+from mxguard.pipeline import Pipeline
+from mxguard.verdict import Action, Replies, reject, tag, tempfail
+
+from .fakes import FakeDns, services
+
+FACTS = Facts(Stage.MAIL, Connection(client_ip=ipaddress.ip_address("203.0.113.1")))
+ENFORCE = CheckSettings(mode=Mode.ENFORCE)
+MONITOR = CheckSettings(mode=Mode.MONITOR)
+
+
+@dataclass
+class Calls:
+    names: list[str]
+
+
+def make_check(name: str, action: str | None, calls: Calls, queries: tuple[Query, ...] = ()):
+    def run(facts, settings, svc):
+        calls.names.append(name)
+        if action == "raise":
+            raise RuntimeError("bug")
+        if action == "reject":
+            return reject(name, "bad", "no")
+        if action == "tempfail":
+            return tempfail(name, "dns", "later", Replies.TEMPORARY_DNS)
+        if action == "tag":
+            return tag(name, "odd", "hmm")
+        return None
+
+    return Check(
+        name=name,
+        summary=name,
+        settings=CheckSettings,
+        stages={Stage.MAIL: run},
+        prefetch={Stage.MAIL: lambda facts, settings: queries} if queries else {},
+    )
+
+
+def run(*specs: tuple[str, str | None, CheckSettings], dns: FakeDns | None = None):
+    calls = Calls([])
+    pipeline = Pipeline([(make_check(n, a, calls), s) for n, a, s in specs])
+    return pipeline.run(Stage.MAIL, FACTS, services(dns=dns)), calls.names
+
+
+def test_checks_run_in_the_given_order() -> None:
+    _, order = run(("b", None, ENFORCE), ("a", None, ENFORCE), ("c", "tag", ENFORCE))
+    assert order == ["b", "a", "c"]
+
+
+def test_first_rejection_decides_and_stops() -> None:
+    result, order = run(("a", "tag", ENFORCE), ("b", "reject", ENFORCE), ("c", "reject", ENFORCE))
+    assert result.decision is not None and result.decision.check == "b"
+    assert order == ["a", "b"]
+    assert [v.action for v in result.verdicts] == [Action.TAG, Action.REJECT]
+
+
+def test_tempfail_gives_way_to_a_later_rejection() -> None:
+    result, _ = run(("a", "tempfail", ENFORCE), ("b", "reject", ENFORCE))
+    assert result.decision.action is Action.REJECT and result.decision.check == "b"
+
+
+def test_tempfail_decides_when_nothing_rejects() -> None:
+    result, order = run(("a", "tempfail", ENFORCE), ("b", "tag", ENFORCE))
+    assert result.decision.action is Action.TEMPFAIL
+    assert result.decision.reply == Replies.TEMPORARY_DNS
+    assert order == ["a", "b"]
+
+
+def test_nothing_to_say_continues() -> None:
+    result, _ = run(("a", None, ENFORCE), ("b", "tag", ENFORCE))
+    assert result.decision is None
+
+
+@pytest.mark.parametrize("action", ["reject", "tempfail"])
+def test_monitor_mode_never_refuses(action: str) -> None:
+    result, _ = run(("a", action, MONITOR))
+    assert result.decision is None
+    (verdict,) = result.verdicts
+    assert verdict.action is Action.TAG and verdict.monitored == Action(action)
+
+
+def test_an_exception_becomes_451_430_and_is_logged(caplog) -> None:
+    result, order = run(("a", "raise", ENFORCE), ("b", None, ENFORCE))
+    assert result.decision.action is Action.TEMPFAIL
+    assert result.decision.reply == Replies.INTERNAL_ERROR
+    assert (result.decision.reply.smtp_code, result.decision.reply.dsn_code) == ("451", "4.3.0")
+    assert order == ["a", "b"]
+    assert "RuntimeError: bug" in caplog.text
+
+
+def test_an_exception_in_monitor_mode_does_not_refuse() -> None:
+    result, _ = run(("a", "raise", MONITOR))
+    assert result.decision is None
+
+
+def test_dns_questions_of_a_stage_are_asked_together() -> None:
+    calls = Calls([])
+    q1, q2, q3 = Query("a.test", "A"), Query("b.test", "TXT"), Query("c.test", "A")
+    pipeline = Pipeline(
+        [
+            (make_check("a", None, calls, (q1, q2)), ENFORCE),
+            (make_check("b", None, calls, (q3,)), ENFORCE),
+        ]
+    )
+    dns = FakeDns()
+    pipeline.run(Stage.MAIL, FACTS, services(dns=dns))
+    assert dns.batches == [[q1, q2, q3]]
+
+
+def test_acts_on_only_stages_with_checks() -> None:
+    pipeline = Pipeline([(make_check("a", None, Calls([])), ENFORCE)])
+    assert pipeline.acts_on(Stage.MAIL)
+    assert not pipeline.acts_on(Stage.CONNECT)
+    assert pipeline.run(Stage.CONNECT, FACTS, services()).decision is None
