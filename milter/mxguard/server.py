@@ -21,6 +21,8 @@ from .runtime import RuntimeHolder, build_runtime
 
 log = logging.getLogger("mxguard")
 
+STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+
 # Header edits now; later checks add envelope and quarantine actions here.
 ACTIONS = milter.ADDHDRS | milter.CHGHDRS
 
@@ -96,8 +98,10 @@ def serve(settings: config.Settings) -> int:
     runtime = build_runtime(settings)
     install_library_hooks(runtime.resolver)
     holder = RuntimeHolder(runtime)
-    # Block SIGUSR1 before any thread starts, so only the reload thread receives it.
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    # Block these before any thread starts: SIGUSR1 is for the reload thread's sigwait, and
+    # SIGTERM/SIGINT/SIGHUP for libmilter's own signal thread, which stops the milter cleanly.
+    # Unblocked in any other thread, they would kill the process with their default action.
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | {signal.SIGUSR1})
     threading.Thread(
         target=_reload_loop, args=(settings.path, holder), name="mxguard-reload", daemon=True
     ).start()

@@ -32,10 +32,10 @@ def start_mxguard(tmp_path: Path, extra: dict[str, dict[str, str]] | None = None
     return MxguardProcess(config, work_dir=tmp_path).start()
 
 
-@pytest.fixture
-def mxguard(tmp_path: Path) -> Iterator[MxguardProcess]:
-    """mxguard in enforce mode."""
-    process = start_mxguard(tmp_path)
+@pytest.fixture(scope="module")
+def mxguard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MxguardProcess]:
+    """mxguard in enforce mode, shared by a module's tests (a stop takes libmilter ~5 s)."""
+    process = start_mxguard(tmp_path_factory.mktemp("mxguard"))
     yield process
     process.stop()
 
