@@ -23,6 +23,7 @@ Run by hand: ``python -m tests.support.dnsserver ZONEFILE [--port N]``.
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import sys
 import threading
@@ -196,10 +197,7 @@ class ZoneResolver(BaseResolver):
             if not exists:
                 reply.header.rcode = RCODE.NXDOMAIN
                 break
-            if qtype == QTYPE.ANY:
-                matches = list(rrs)
-            else:
-                matches = [rr for rr in rrs if rr.rtype == qtype]
+            matches = [rr for rr in rrs if qtype in (QTYPE.ANY, rr.rtype)]
             if matches:
                 for rr in matches:
                     reply.add_answer(rr)
@@ -273,7 +271,9 @@ class TestDnsServer:
 
     __test__ = False  # not a pytest test class
 
-    def __init__(self, zone_text: str = "", port: int = 0, origin: str = "", ttl: int = 300) -> None:
+    def __init__(
+        self, zone_text: str = "", port: int = 0, origin: str = "", ttl: int = 300
+    ) -> None:
         """Parse zone_text (RFC 1035 master-file form); port 0 picks a free port at start()."""
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -291,7 +291,8 @@ class TestDnsServer:
 
     def add(self, zone_text: str, origin: str | None = None) -> list[RR]:
         """Add the records of zone_text (works while running); return them."""
-        rrs = RR.fromZone(zone_text, origin=self._origin if origin is None else origin, ttl=self._ttl)
+        origin = self._origin if origin is None else origin
+        rrs = RR.fromZone(zone_text, origin=origin, ttl=self._ttl)
         with self._lock:
             self._data.add(rrs)
         return rrs
@@ -356,16 +357,24 @@ class TestDnsServer:
             port = self._requested_port or _free_udp_port()
             try:
                 udp = DNSServer(
-                    self._resolver, address="127.0.0.1", port=port, tcp=False,
-                    logger=_QuietLogger(), handler=_Handler,
+                    self._resolver,
+                    address="127.0.0.1",
+                    port=port,
+                    tcp=False,
+                    logger=_QuietLogger(),
+                    handler=_Handler,
                 )
             except OSError as exc:
                 last_error = exc
                 continue
             try:
                 tcp = DNSServer(
-                    self._resolver, address="127.0.0.1", port=port, tcp=True,
-                    logger=_QuietLogger(), handler=_Handler,
+                    self._resolver,
+                    address="127.0.0.1",
+                    port=port,
+                    tcp=True,
+                    logger=_QuietLogger(),
+                    handler=_Handler,
                 )
             except OSError as exc:
                 udp.server.server_close()
@@ -374,7 +383,14 @@ class TestDnsServer:
             self._servers = [udp, tcp]
             self.port = port
             for server in self._servers:
-                server.start_thread()
+                # dnslib's start_thread() polls for shutdown every 0.5 s; tests stop faster.
+                server.thread = threading.Thread(
+                    target=server.server.serve_forever,
+                    kwargs={"poll_interval": 0.05},
+                    name=f"dnsserver-{port}",
+                    daemon=True,
+                )
+                server.thread.start()
             return self
         raise OSError(f"could not bind a DNS server port on 127.0.0.1: {last_error}")
 
@@ -417,12 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.zonefile) as fh:
         text = fh.read()
     server = TestDnsServer(text, port=args.port, origin=args.origin)
+    done = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: done.set())
     server.start()
     print(f"serving {args.zonefile} on {server.address} (UDP and TCP); Ctrl-C stops", flush=True)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        while not done.wait(0.5):
+            pass
     finally:
         server.stop()
     return 0

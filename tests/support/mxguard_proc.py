@@ -10,9 +10,11 @@ and by ``[milter] socket``; the default runs ``python -m mxguard run -c {ini}``.
 
 from __future__ import annotations
 
+import atexit
 import configparser
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +32,9 @@ MXGUARD_COMMAND: tuple[str, ...] = (sys.executable, "-m", "mxguard", "run", "-c"
 NOOP_COMMAND: tuple[str, ...] = (sys.executable, str(NOOP_MILTER), "{socket}")
 
 IniConfig = Mapping[str, Mapping[str, object]]
+
+# Every process started and not yet stopped, killed at interpreter exit as a last resort.
+_LIVE: set[MxguardProcess] = set()
 
 
 class MilterStartError(RuntimeError):
@@ -66,7 +71,7 @@ def parse_milter_socket(spec: str) -> tuple[str, str | tuple[str, int]]:
 
 
 def postfix_milter_spec(spec: str) -> str:
-    """Translate a libmilter socket (inet:PORT@HOST, unix:/path) into Postfix's smtpd_milters form."""
+    """Translate a libmilter socket (inet:PORT@HOST, unix:/path) to Postfix's milter syntax."""
     kind, where = parse_milter_socket(spec)
     if kind == "unix":
         assert isinstance(where, str)
@@ -117,8 +122,10 @@ class MxguardProcess:
             raise ValueError("config needs [milter] socket") from None
         parse_milter_socket(self.socket)
         self._own_dir = work_dir is None
-        self.work_dir = Path(work_dir) if work_dir is not None else Path(
-            tempfile.mkdtemp(prefix="mxguard-proc-")
+        self.work_dir = (
+            Path(work_dir)
+            if work_dir is not None
+            else Path(tempfile.mkdtemp(prefix="mxguard-proc-"))
         )
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.ini_path = self.work_dir / "mxguard.ini"
@@ -171,6 +178,7 @@ class MxguardProcess:
                 cwd=str(REPO_ROOT),
                 start_new_session=True,
             )
+        _LIVE.add(self)
         try:
             self._wait_for_socket()
         except BaseException:
@@ -214,6 +222,7 @@ class MxguardProcess:
             with contextlib.suppress(ProcessLookupError):
                 self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
+        _LIVE.discard(self)
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """Send SIGTERM, wait up to timeout, then SIGKILL; return the exit status."""
@@ -226,6 +235,7 @@ class MxguardProcess:
                 self.proc.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+        _LIVE.discard(self)
         return self.proc.returncode
 
     def restart(self) -> MxguardProcess:
@@ -265,8 +275,10 @@ class MxguardProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        """Stop the process."""
+        """Stop the process; remove the work directory if it was a temporary one."""
         self.stop()
+        if self._own_dir:
+            shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
 def _probe(kind: str, where: str | tuple[str, int]) -> None:
@@ -282,3 +294,11 @@ def _probe(kind: str, where: str | tuple[str, int]) -> None:
     with socket.socket(family, socket.SOCK_STREAM) as sock:
         sock.settimeout(1.0)
         sock.connect(where)
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """Kill milter processes a test run left behind (it was interrupted, or forgot stop())."""
+    for process in list(_LIVE):
+        with contextlib.suppress(Exception):
+            process.kill()

@@ -1,0 +1,197 @@
+"""Fixtures for the end-to-end tests: a test DNS server, mxguard, and a private Postfix using it.
+
+Postfix listens on 127.0.0.1:<free port> and hands every SMTP connection to mxguard over TCP;
+mxguard resolves through the test DNS server only. The test client connects from 127.0.0.1, which
+is neither in Postfix's mynetworks nor in mxguard's trusted_networks: an ordinary outside client.
+
+Two Postfix defences are switched off on purpose, so that what the client sees is mxguard's
+verdict and not Postfix's: ``allow_untrusted_routing = yes`` (stock Postfix answers
+``454 4.7.1 Relay access denied`` itself to user%host@ and host!user@ recipients, before any
+milter sees them) and a catch-all mailbox (stock Postfix answers ``550 5.1.1 User unknown in
+virtual mailbox table`` to unknown local parts).
+
+Set MXGUARD_E2E_MILTER=noop to run the harness against bench/noop_milter.py instead of mxguard
+(tests that need mxguard's behaviour are then skipped), and MXGUARD_E2E_KEEP=1 to keep the
+working directory (/tmp/mxguard-e2e-*) for inspection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.dnsserver import TestDnsServer
+from tests.support.mxguard_proc import NOOP_COMMAND, MxguardProcess, free_port
+from tests.support.postfix import PostfixInstance, postfix_available
+
+# What the Internet looks like to this test: the client 127.0.0.1 has forward-confirmed reverse
+# DNS (client.sender.example), sender.example publishes SPF for it, and example.test is ours.
+ZONES = """
+$TTL 300
+example.test.            IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
+example.test.            IN NS   ns.example.test.
+example.test.            IN MX   10 mx.example.test.
+mx.example.test.         IN A    127.0.0.1
+ns.example.test.         IN A    127.0.0.1
+
+sender.example.          IN SOA  ns.sender.example. hostmaster.sender.example. 1 3600 600 86400 60
+sender.example.          IN NS   ns.sender.example.
+sender.example.          IN MX   10 client.sender.example.
+sender.example.          IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+_dmarc.sender.example.   IN TXT  "v=DMARC1; p=none"
+client.sender.example.   IN A    127.0.0.1
+ns.sender.example.       IN A    127.0.0.1
+
+127.in-addr.arpa.        IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
+1.0.0.127.in-addr.arpa.  IN PTR  client.sender.example.
+"""
+
+USE_NOOP = os.environ.get("MXGUARD_E2E_MILTER", "mxguard").strip().lower() == "noop"
+KEEP = os.environ.get("MXGUARD_E2E_KEEP", "") not in ("", "0", "no")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under tests/e2e with the e2e marker."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+# -- logs of failed tests -----------------------------------------------------------------------
+
+# name -> (log_text(since), log_size()) of every running component, for failure reports.
+LogSource = tuple[Callable[[int], str], Callable[[], int]]
+_LOG_SOURCES: dict[str, LogSource] = {}
+_LOG_START = pytest.StashKey[dict[str, int]]()
+_MAX_LOG_CHARS = 20_000
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the Postfix and mxguard logs written during a failed test to its report."""
+    report: pytest.TestReport = yield
+    if report.failed and _LOG_SOURCES:
+        start = item.stash.get(_LOG_START, {})
+        for name, (text, _size) in _LOG_SOURCES.items():
+            log = text(start.get(name, 0))
+            if len(log) > _MAX_LOG_CHARS:
+                log = "[…]" + log[-_MAX_LOG_CHARS:]
+            report.sections.append((f"{name} log ({report.when})", log or "(empty)"))
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _log_offsets(request: pytest.FixtureRequest) -> None:
+    """Remember where each log stood when the test started."""
+    request.node.stash[_LOG_START] = {name: size() for name, (_t, size) in _LOG_SOURCES.items()}
+
+
+# -- components ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def e2e_dir() -> Iterator[Path]:
+    """Return a working directory the postfix user can traverse (pytest's tmp dirs are 0700)."""
+    reason = postfix_available()
+    if reason:
+        pytest.skip(f"end-to-end tests need a private Postfix: {reason}")
+    path = Path(tempfile.mkdtemp(prefix="mxguard-e2e-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    if KEEP:
+        print(f"\nkept e2e working directory {path}")
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def dns_server() -> Iterator[TestDnsServer]:
+    """Serve ZONES on 127.0.0.1 (UDP and TCP) for the whole session."""
+    with TestDnsServer(ZONES) as server:
+        yield server
+
+
+def mxguard_config(socket: str, dns: TestDnsServer, base: Path) -> dict[str, dict[str, str]]:
+    """Return mxguard's INI for these tests as {section: {option: value}}."""
+    return {
+        "milter": {
+            "socket": socket,
+            "hostnames": "mx.example.test",
+            "local_domains": "example.test",
+            "trusted_networks": "192.0.2.0/24",  # NOT 127.0.0.0/8: the test client is outside
+            "authserv_id": "mx.example.test",
+        },
+        "dns": {"nameservers": dns.address, "timeout": "2s"},
+        "state": {"url": f"sqlite:///{base / 'state.db'}"},
+    }
+
+
+@pytest.fixture(scope="module")
+def mxguard_process(e2e_dir: Path, dns_server: TestDnsServer) -> Iterator[MxguardProcess]:
+    """Run mxguard (or the noop milter) on a loopback TCP port for one test module."""
+    work = e2e_dir / "mxguard"
+    work.mkdir(exist_ok=True)
+    socket = f"inet:{free_port()}@127.0.0.1"
+    process = MxguardProcess(
+        mxguard_config(socket, dns_server, work),
+        work_dir=work,
+        command=NOOP_COMMAND if USE_NOOP else None,
+    )
+    _LOG_SOURCES["mxguard"] = (process.log_text, process.log_size)
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+        _LOG_SOURCES.pop("mxguard", None)
+
+
+@pytest.fixture(scope="module")
+def postfix(e2e_dir: Path, mxguard_process: MxguardProcess) -> Iterator[PostfixInstance]:
+    """Run a private Postfix whose smtpd_milters is mxguard, for one test module."""
+    instance = PostfixInstance(
+        base_dir=e2e_dir / "postfix",
+        milter=mxguard_process.postfix_socket,
+        catchall="catchall",
+        main_cf={"allow_untrusted_routing": "yes"},
+    )
+    _LOG_SOURCES["postfix"] = (instance.log_text, instance.log_size)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        _LOG_SOURCES.pop("postfix", None)
+
+
+@pytest.fixture
+def mxguard(mxguard_process: MxguardProcess) -> MxguardProcess:
+    """Return the module's mxguard process, restarted first if an earlier test left it dead."""
+    if not mxguard_process.alive():
+        mxguard_process.start()
+    return mxguard_process
+
+
+@pytest.fixture
+def requires_mxguard() -> None:
+    """Skip a test that checks mxguard's own behaviour when the noop milter stands in."""
+    if USE_NOOP:
+        pytest.skip("MXGUARD_E2E_MILTER=noop: this test needs mxguard itself")
+
+
+@pytest.fixture
+def mta(postfix: PostfixInstance, mxguard: MxguardProcess) -> Iterator[PostfixInstance]:
+    """Return Postfix with mxguard running, an empty queue and empty mailboxes."""
+    with contextlib.suppress(AssertionError):
+        postfix.wait_for_empty_queue(timeout=10)
+    for mbox in postfix.mail_dir.iterdir():
+        if mbox.is_file():
+            mbox.unlink()
+    yield postfix
