@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
+from tests.support.logfile import read_from, size_of
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NOOP_MILTER = REPO_ROOT / "bench" / "noop_milter.py"
 
@@ -251,19 +253,11 @@ class MxguardProcess:
 
     def log_text(self, since: int = 0) -> str:
         """Return the process's captured output (from byte offset since)."""
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(since)
-                return fh.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_from(self.log_path, since)
 
     def log_size(self) -> int:
         """Return the current size of the log, to pass to log_text(since=...) later."""
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
+        return size_of(self.log_path)
 
     def __enter__(self) -> MxguardProcess:
         """Start the process."""

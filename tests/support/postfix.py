@@ -38,6 +38,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from types import TracebackType
 
+from tests.support.logfile import read_from, size_of
+
 POSTFIX = shutil.which("postfix", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/postfix"
 POSTQUEUE = shutil.which("postqueue", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/postqueue"
 POSTCONF = shutil.which("postconf", path="/usr/sbin:/usr/bin:/sbin:/bin") or "/usr/sbin/postconf"
@@ -474,19 +476,11 @@ class PostfixInstance:
 
     def log_text(self, since: int = 0) -> str:
         """Return Postfix's log (from byte offset since), or '' when there is none yet."""
-        try:
-            with self.maillog.open("rb") as fh:
-                fh.seek(since)
-                return fh.read().decode("utf-8", "replace")
-        except OSError:
-            return ""
+        return read_from(self.maillog, since)
 
     def log_size(self) -> int:
         """Return the current size of the log, to pass to log_text(since=...) later."""
-        try:
-            return self.maillog.stat().st_size
-        except OSError:
-            return 0
+        return size_of(self.maillog)
 
     def mailbox(self, user: str) -> list[EmailMessage]:
         """Return the messages in a user's mbox file, oldest first; [] if there is none."""
