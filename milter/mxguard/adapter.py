@@ -104,7 +104,6 @@ class MxguardMilter(Milter.Base):
         self.envelope: Envelope | None = None
         self._transaction_verdicts: list[Verdict] = []
         self._headers: list[tuple[str, str]] = []
-        self._body_size = 0
         self._transaction_failed = False
 
     # -- negotiation ------------------------------------------------------------------------
@@ -212,7 +211,7 @@ class MxguardMilter(Milter.Base):
         self.envelope = dataclasses.replace(
             self.envelope, queue_id=self.getsymval("i") or self.envelope.queue_id
         )
-        message = Message(headers=tuple(self._headers), body_size=self._body_size)
+        message = Message(headers=tuple(self._headers))
         if self._connection_failed or self._transaction_failed:
             self._reset_transaction()
             return self._internal_error()

@@ -80,10 +80,10 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """The header fields (name, value) in arrival order, and the body size in bytes."""
+    """The header fields (name, value) in arrival order. The body is not asked for until a
+    check needs it."""
 
     headers: tuple[tuple[str, str], ...] = ()
-    body_size: int = 0
 
 
 @dataclass(frozen=True, slots=True)

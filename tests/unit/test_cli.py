@@ -69,3 +69,22 @@ def test_writable_state_directory_is_kept(tmp_path: Path) -> None:
     assert statedir.effective_state_url(url) == url
     assert (tmp_path / "state").is_dir()
     assert statedir.effective_state_url("redis://127.0.0.1:6379/0") == "redis://127.0.0.1:6379/0"
+
+
+def test_nagle_is_disabled_on_the_listening_tcp_socket() -> None:
+    import socket
+
+    from mxguard.server import _disable_nagle
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        _disable_nagle(f"inet:{port}@127.0.0.1")
+        assert listener.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = listener.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        accepted.close()
+        client.close()
