@@ -11,14 +11,13 @@ import dataclasses
 import functools
 import ipaddress
 import logging
-import socket
 from collections.abc import Callable
 from typing import Any
 
 import Milter
 
 from .address import parse_path
-from .facts import Connection, Envelope, Facts, Message, Recipient, Stage
+from .facts import Connection, Envelope, Facts, IPAddress, Message, Recipient, Stage
 from .headers import AUTH_RESULTS, TRACE, authentication_results, forged_fields, trace_header
 from .runtime import Runtime, RuntimeHolder, normalise_ip
 from .textutil import printable
@@ -52,6 +51,9 @@ CALLBACK_STAGES: dict[str, Stage | None] = {
 
 
 NO_REPLY_BITS = {name: bits[0] for name, bits in Milter.OPTIONAL_CALLBACKS.items()}
+STAGE_NO_REPLY_BITS = {
+    stage: NO_REPLY_BITS[name] for name, stage in CALLBACK_STAGES.items() if stage
+}
 
 
 def _guarded(callback: Callable[..., int]) -> Callable[..., int]:
@@ -77,7 +79,8 @@ def _guarded(callback: Callable[..., int]) -> Callable[..., int]:
     return wrapper
 
 
-def _ip_from(hostaddr: Any, fallback: str | None) -> Any:
+def _ip_from(hostaddr: Any, fallback: str | None) -> IPAddress | None:
+    """The client address from the callback's (ip, port, ...) tuple, else from a macro."""
     for candidate in (hostaddr[0] if isinstance(hostaddr, tuple) and hostaddr else None, fallback):
         if candidate:
             try:
@@ -110,6 +113,14 @@ class MxguardMilter(Milter.Base):
 
     def negotiate(self, opts: list[int]) -> int:
         """Ask only for the steps we use, no reply where no check acts, and rejected RCPTs."""
+        try:
+            return self._negotiate(opts)
+        except Exception:
+            errors.exception("option negotiation failed; taking every step with replies")
+            self._protocol = 0
+            return Milter.ALL_OPTS
+
+    def _negotiate(self, opts: list[int]) -> int:
         actions, offered, _, _ = opts
         pipeline = self.runtime.pipeline
         skip = 0
@@ -147,8 +158,6 @@ class MxguardMilter(Milter.Base):
             trusted=self.runtime.is_trusted(client_ip),
             submission=daemon in self.runtime.settings.milter.submission_daemons,
         )
-        if family == socket.AF_UNIX:
-            errors.debug("connection over a unix socket from %s", hostaddr)
         return self._stage(Stage.CONNECT, Facts(Stage.CONNECT, self.connection))
 
     @_guarded
@@ -211,10 +220,10 @@ class MxguardMilter(Milter.Base):
         self.envelope = dataclasses.replace(
             self.envelope, queue_id=self.getsymval("i") or self.envelope.queue_id
         )
-        message = Message(headers=tuple(self._headers))
         if self._connection_failed or self._transaction_failed:
             self._reset_transaction()
             return self._internal_error()
+        message = Message(headers=tuple(self._headers))
         code = self._stage(Stage.EOM, self._facts(Stage.EOM, message=message))
         if code == Milter.CONTINUE:
             self._edit_headers()
@@ -283,13 +292,9 @@ class MxguardMilter(Milter.Base):
         return Milter.TEMPFAIL
 
     def _no_reply(self, stage: Stage) -> int:
-        no_reply_bit = {
-            Stage.CONNECT: Milter.P_NR_CONN,
-            Stage.HELO: Milter.P_NR_HELO,
-            Stage.MAIL: Milter.P_NR_MAIL,
-            Stage.RCPT: Milter.P_NR_RCPT,
-        }.get(stage, 0)
-        return Milter.NOREPLY if self._protocol & no_reply_bit else Milter.CONTINUE
+        """What to return at ``stage`` when there is nothing to say: NOREPLY where negotiated."""
+        no_reply = self._protocol & STAGE_NO_REPLY_BITS.get(stage, 0)
+        return Milter.NOREPLY if no_reply else Milter.CONTINUE
 
     def _edit_headers(self) -> None:
         authserv_id = self.runtime.settings.milter.authserv_id
@@ -305,9 +310,9 @@ class MxguardMilter(Milter.Base):
     ) -> None:
         envelope = self.envelope
         if facts is not None and facts.recipient is not None:
-            recipient = facts.recipient.raw
+            recipients = [facts.recipient.raw]
         else:
-            recipient = ",".join(r.raw for r in envelope.recipients) if envelope else ""
+            recipients = [r.raw for r in envelope.recipients] if envelope else []
         log.info(
             "queue_id=%s client=%s stage=%s check=%s action=%s reason=%s from=<%s> to=<%s>",
             (envelope.queue_id if envelope else "") or "-",
@@ -317,7 +322,7 @@ class MxguardMilter(Milter.Base):
             action,
             _quoted(reason),
             printable(envelope.raw_sender.strip("<>") if envelope else "", 100),
-            printable(recipient.strip("<>"), 100),
+            printable(",".join(r.strip("<>") for r in recipients), 300),
         )
 
 
