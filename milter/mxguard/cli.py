@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
@@ -56,7 +57,8 @@ def run(settings: config.Settings) -> int:
     logsetup.configure(settings.logging.level)
     for warning in settings.warnings():
         log.warning("%s", warning)
-    effective_state_url(settings.state.url)
+    state = dataclasses.replace(settings.state, url=effective_state_url(settings.state.url))
+    settings = dataclasses.replace(settings, state=state)
     log.info("mxguard %s starting with %s", __version__, settings.path)
     return serve(settings)
 

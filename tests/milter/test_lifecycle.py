@@ -8,7 +8,7 @@ from pathlib import Path
 
 from miltertest import constants as C
 
-from tests.support.mxguard_proc import write_ini
+from tests.support.mxguard_proc import MxguardProcess, write_ini
 
 from .conftest import start_mxguard
 from .test_protocol import open_transaction
@@ -23,6 +23,14 @@ def wait_for(predicate, timeout: float = 10.0) -> bool:
     return False
 
 
+def reload_with_mode(process: MxguardProcess, mode: str) -> None:
+    """Rewrite the INI with another [milter] mode and send SIGUSR1."""
+    config = {section: dict(values) for section, values in process.config.items()}
+    config["milter"]["mode"] = mode
+    write_ini(process.ini_path, config)
+    process.proc.send_signal(signal.SIGUSR1)
+
+
 def test_sigusr1_reloads_and_keeps_the_old_config_when_the_new_one_is_broken(
     tmp_path: Path,
 ) -> None:
@@ -32,20 +40,14 @@ def test_sigusr1_reloads_and_keeps_the_old_config_when_the_new_one_is_broken(
         assert client.rcpt("<a%b@example.test>")[1]["smtpcode"] == "550"
         client.quit()
 
-        broken = {s: dict(v) for s, v in process.config.items()}
-        broken["milter"]["mode"] = "sometimes"
-        write_ini(process.ini_path, broken)
-        process.proc.send_signal(signal.SIGUSR1)
+        reload_with_mode(process, "sometimes")
         assert wait_for(lambda: "reload refused" in process.log_text())
         assert "[milter] mode: expected enforce or monitor" in process.log_text()
         client = open_transaction(process)
         assert client.rcpt("<a%b@example.test>")[1]["smtpcode"] == "550"
         client.quit()
 
-        monitor = {s: dict(v) for s, v in process.config.items()}
-        monitor["milter"]["mode"] = "monitor"
-        write_ini(process.ini_path, monitor)
-        process.proc.send_signal(signal.SIGUSR1)
+        reload_with_mode(process, "monitor")
         assert wait_for(lambda: "configuration reloaded" in process.log_text())
         client = open_transaction(process)
         assert client.rcpt("<a%b@example.test>") == (C.SMFIR_CONTINUE, {})
