@@ -98,6 +98,7 @@ class MxguardMilter(Milter.Base):
     def __init__(self, holder: RuntimeHolder) -> None:
         super().__init__()
         self.runtime: Runtime = holder.current
+        self.services = self.runtime.services()
         self.connection = Connection(client_ip=None)
         self._connection_verdicts: list[Verdict] = []
         self._connection_failed = False
@@ -259,9 +260,9 @@ class MxguardMilter(Milter.Base):
         no_reply = self._no_reply(stage)
         if self._connection_failed or self._transaction_failed:
             return no_reply if no_reply == Milter.NOREPLY else self._internal_error()
-        if not self.runtime.pipeline.acts_on(stage):
+        if not self.runtime.pipeline.wants(stage):
             return no_reply
-        result = self.runtime.pipeline.run(stage, facts, self.runtime.services())
+        result = self.runtime.pipeline.run(stage, facts, self.services)
         record = (
             self._connection_verdicts
             if stage in (Stage.CONNECT, Stage.HELO)
@@ -276,7 +277,7 @@ class MxguardMilter(Milter.Base):
                 self._log_line(stage, verdict.check, action, verdict.reason, facts)
         decision = result.decision
         if decision is None:
-            return Milter.CONTINUE
+            return no_reply
         reply = decision.reply or Replies.TEMPORARY
         # libmilter treats % as a format character in reply text.
         text = printable(decision.text, 400).replace("%", "%%")

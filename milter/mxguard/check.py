@@ -14,12 +14,13 @@ from typing import Any, Protocol
 
 from .dns import DnsResult, Query
 from .facts import Facts, Stage
+from .notices import Notices
 from .options import CheckSettings
 from .verdict import Verdict
 
 
 class DnsView(Protocol):
-    """The DNS interface checks see (``dns.StageLookups`` in production, fakes in tests)."""
+    """The DNS interface checks see (``dns.ConnectionLookups`` in production, fakes in tests)."""
 
     def lookup(self, name: str, rdtype: str) -> DnsResult:
         """The answer for one question."""
@@ -37,11 +38,12 @@ class Services:
     site: Any  # config.MilterSettings: host names, local domains, networks
     dns: DnsView
     clock: Callable[[], float]
+    notices: Notices
     store: Any = None
 
 
 StageFunction = Callable[[Facts, Any, Services], Verdict | None]
-PrefetchFunction = Callable[[Facts, Any], Iterable[Query]]
+PrefetchFunction = Callable[[Facts, Any, Services], Iterable[Query]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,3 +55,18 @@ class Check:
     settings: type[CheckSettings]
     stages: Mapping[Stage, StageFunction]
     prefetch: Mapping[Stage, PrefetchFunction] = field(default_factory=dict)
+    # Inbound checks are skipped once an access-list "allow" has matched; the relay check is
+    # not, so an allowed client never becomes an open relay.
+    inbound: bool = True
+    # Turns the settings into what the stage functions receive (e.g. with data files loaded);
+    # it may log problems but must not fail. None: the settings themselves.
+    prepare: Callable[[Any], Any] | None = None
+    # The stages the check decides at for these settings (e.g. a configurable reject stage);
+    # None: every stage in ``stages``.
+    decides_at: Callable[[Any], Iterable[Stage]] | None = None
+
+    def active_stages(self, settings: Any) -> frozenset[Stage]:
+        """The stages whose functions run for ``settings``."""
+        if self.decides_at is None:
+            return frozenset(self.stages)
+        return frozenset(self.decides_at(settings)) & frozenset(self.stages)

@@ -168,16 +168,19 @@ class Resolver:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-class StageLookups:
-    """The DNS view handed to the checks of one stage: prefetched answers first, then the
-    resolver. Checks call :meth:`lookup`; the pipeline calls :meth:`prefetch`."""
+class ConnectionLookups:
+    """The DNS view of one connection: answers already asked for first, then the resolver.
+
+    Checks call :meth:`lookup`; the pipeline calls :meth:`prefetch` with every question of a
+    stage at once. Answers live as long as the SMTP session, so a question asked at connect is
+    answered from here at RCPT, and a timeout is waited for once, not at every stage."""
 
     def __init__(self, resolver: Resolver) -> None:
         self._resolver = resolver
         self._answers: dict[Query, DnsResult] = {}
 
     def prefetch(self, queries: Iterable[Query]) -> None:
-        """Issue all ``queries`` in parallel and keep the answers for this stage."""
+        """Issue all ``queries`` in parallel and keep the answers for this connection."""
         missing = [q for q in queries if q not in self._answers]
         if missing:
             self._answers.update(self._resolver.lookup_all(missing))

@@ -54,9 +54,9 @@ def trace_header(authserv_id: str, verdicts: Iterable[Verdict]) -> str:
     """The value of X-MXGuard: ``<id>; <check>=<action> (<reason>); ...`` or ``<id>; none``."""
     parts = []
     for verdict in verdicts:
-        if verdict.action is not Action.TAG:
+        if verdict.action not in (Action.TAG, Action.ALLOW):
             continue
-        label = f"would-{verdict.monitored}" if verdict.monitored else "tag"
+        label = f"would-{verdict.monitored}" if verdict.monitored else verdict.action
         parts.append(f"{verdict.outcome}={label} ({printable(verdict.reason, 120)})")
     body = "; ".join(parts) if parts else "none"
     return f"{authserv_id}; {body}; version={__version__}"

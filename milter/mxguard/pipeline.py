@@ -6,6 +6,8 @@
 * The first rejection decides, and later checks are skipped. A tempfail does not stop the
   stage: a later check may still reject, which is the more useful answer (Postfix's
   ``defer_if_permit``). So a DNS failure never defers mail that is refused anyway.
+* An access-list "allow" (Action.ALLOW) skips the inbound checks that follow, in this stage
+  and the later ones of the transaction (the relay check is not inbound and still runs).
 * An exception in a check is logged with its traceback and becomes 451 4.3.0: a bug never
   turns into a 5xx, and it never escapes to libmilter.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from .check import Check, Services
 from .facts import Facts, Stage
@@ -32,28 +35,47 @@ class StageResult:
     verdicts: tuple[Verdict, ...]
 
 
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    check: Check
+    settings: CheckSettings
+    prepared: Any  # what the stage functions receive
+
+
 class Pipeline:
     """The configured checks, ready to run stage by stage."""
 
     def __init__(self, checks: Sequence[tuple[Check, CheckSettings]]) -> None:
-        self._by_stage: dict[Stage, list[tuple[Check, CheckSettings]]] = {
-            stage: [(c, s) for c, s in checks if stage in c.stages] for stage in Stage
+        entries = [
+            _Entry(check, settings, check.prepare(settings) if check.prepare else settings)
+            for check, settings in checks
+        ]
+        self._deciding = {
+            stage: [e for e in entries if stage in e.check.active_stages(e.settings)]
+            for stage in Stage
+        }
+        self._prefetching = {
+            stage: [e for e in entries if stage in e.check.prefetch] for stage in Stage
         }
 
     def acts_on(self, stage: Stage) -> bool:
         """True when some enabled check decides at ``stage`` (so the MTA must wait for us)."""
-        return bool(self._by_stage[stage])
+        return bool(self._deciding[stage])
+
+    def wants(self, stage: Stage) -> bool:
+        """True when some check decides at ``stage`` or asks DNS questions there."""
+        return bool(self._deciding[stage] or self._prefetching[stage])
 
     def run(self, stage: Stage, facts: Facts, services: Services) -> StageResult:
         """Run the checks of ``stage`` on ``facts`` and return the stage's decision."""
-        entries = self._by_stage[stage]
-        if not entries:
-            return StageResult(None, ())
-        self._prefetch(stage, facts, services, entries)
+        allowed = any(v.action is Action.ALLOW for v in facts.earlier)
+        self._prefetch(stage, facts, services, allowed)
         verdicts: list[Verdict] = []
         deferral: Verdict | None = None
-        for check, settings in entries:
-            verdict = self._run_one(check, settings, stage, facts, services)
+        for entry in self._deciding[stage]:
+            if allowed and entry.check.inbound:
+                continue
+            verdict = self._run_one(entry, stage, facts, services)
             if verdict is None:
                 continue
             verdicts.append(verdict)
@@ -61,34 +83,27 @@ class Pipeline:
                 return StageResult(verdict, tuple(verdicts))
             if verdict.action is Action.TEMPFAIL and deferral is None:
                 deferral = verdict
+            allowed = allowed or verdict.action is Action.ALLOW
         return StageResult(deferral, tuple(verdicts))
 
-    @staticmethod
-    def _prefetch(
-        stage: Stage,
-        facts: Facts,
-        services: Services,
-        entries: list[tuple[Check, CheckSettings]],
-    ) -> None:
+    def _prefetch(self, stage: Stage, facts: Facts, services: Services, allowed: bool) -> None:
         queries = []
-        for check, settings in entries:
-            prefetch = check.prefetch.get(stage)
-            if prefetch is None:
+        for entry in self._prefetching[stage]:
+            if allowed and entry.check.inbound:
                 continue
             try:
-                queries.extend(prefetch(facts, settings))
+                queries.extend(entry.check.prefetch[stage](facts, entry.prepared, services))
             except Exception:
                 # The check will ask again itself and fail there, where the error is handled.
-                log.exception("check=%s stage=%s: prefetch failed", check.name, stage)
+                log.exception("check=%s stage=%s: prefetch failed", entry.check.name, stage)
         if queries:
             services.dns.lookup_all(queries)
 
     @staticmethod
-    def _run_one(
-        check: Check, settings: CheckSettings, stage: Stage, facts: Facts, services: Services
-    ) -> Verdict | None:
+    def _run_one(entry: _Entry, stage: Stage, facts: Facts, services: Services) -> Verdict | None:
+        check = entry.check
         try:
-            verdict = check.stages[stage](facts, settings, services)
+            verdict = check.stages[stage](facts, entry.prepared, services)
         except Exception:
             log.exception(
                 "client=%s stage=%s check=%s: internal error",
@@ -97,6 +112,6 @@ class Pipeline:
                 check.name,
             )
             verdict = internal_error(check.name)
-        if verdict is not None and settings.monitor:
+        if verdict is not None and entry.settings.monitor:
             verdict = verdict.as_monitored()
         return verdict

@@ -11,8 +11,9 @@ from typing import Any
 
 from .check import Services
 from .config import Settings
-from .dns import Resolver, StageLookups
+from .dns import ConnectionLookups, Resolver
 from .facts import IPAddress
+from .notices import Notices
 from .pipeline import Pipeline
 
 
@@ -30,15 +31,18 @@ class Runtime:
     settings: Settings
     pipeline: Pipeline
     resolver: Resolver
+    notices: Notices
     clock: Callable[[], float] = time.time
     store: Any = None
 
     def services(self) -> Services:
-        """Fresh services for one stage (its own prefetched DNS answers)."""
+        """Fresh services for one connection: answers asked for at one stage (say, at connect)
+        are reused at the later ones, and a DNS failure is waited for only once."""
         return Services(
             site=self.settings.milter,
-            dns=StageLookups(self.resolver),
+            dns=ConnectionLookups(self.resolver),
             clock=self.clock,
+            notices=self.notices,
             store=self.store,
         )
 
@@ -58,7 +62,10 @@ def build_runtime(settings: Settings, resolver: Resolver | None = None) -> Runti
             cache_size=settings.dns.cache_size,
         )
     return Runtime(
-        settings=settings, pipeline=Pipeline(settings.ordered_checks()), resolver=resolver
+        settings=settings,
+        pipeline=Pipeline(settings.ordered_checks()),
+        resolver=resolver,
+        notices=Notices(time.time),
     )
 
 

@@ -10,6 +10,7 @@ class Action(enum.StrEnum):
     """What the MTA is told to do; ordered by how final it is."""
 
     CONTINUE = "continue"
+    ALLOW = "allow"  # an allow entry matched: the inbound checks that follow are skipped
     TAG = "tag"
     TEMPFAIL = "tempfail"
     REJECT = "reject"
@@ -91,6 +92,11 @@ def tempfail(check: str, outcome: str, reason: str, reply: Reply = Replies.TEMPO
 def tag(check: str, outcome: str, reason: str, auth: tuple[AuthResult, ...] = ()) -> Verdict:
     """Accept, but record the finding in the trace header."""
     return Verdict(Action.TAG, check, f"{check}.{outcome}", reason, auth=auth)
+
+
+def allow(check: str, outcome: str, reason: str) -> Verdict:
+    """Accept and skip the inbound checks that follow (an access-list allow entry)."""
+    return Verdict(Action.ALLOW, check, f"{check}.{outcome}", reason)
 
 
 def passed(

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from mxguard import config
 from mxguard.check import Services
 from mxguard.dns import DnsResult, NotFound, Query
+from mxguard.notices import Notices
 
 
 @dataclass
@@ -31,4 +32,5 @@ class FakeDns:
 def services(ini: str = "", dns: FakeDns | None = None, now: float = 1_000_000.0) -> Services:
     """Services for a check, with site settings from ``ini`` and a fixed clock."""
     settings = config.load("test.ini", text=ini)
-    return Services(site=settings.milter, dns=dns or FakeDns(), clock=lambda: now)
+    clock = lambda: now  # noqa: E731
+    return Services(site=settings.milter, dns=dns or FakeDns(), clock=clock, notices=Notices(clock))

@@ -13,11 +13,11 @@ import pytest
 import spf
 
 from mxguard.dns import (
+    ConnectionLookups,
     Found,
     NotFound,
     Query,
     Resolver,
-    StageLookups,
     Unknown,
     dkim_txt_function,
     spf_lookup_function,
@@ -144,7 +144,7 @@ def test_lookups_of_a_stage_run_in_parallel(server: TestDnsServer) -> None:
 
 def test_stage_lookups_reuse_prefetched_answers(resolver: Resolver, server: TestDnsServer) -> None:
     uncached = Resolver(nameservers=(("127.0.0.1", server.port),), timeout=1.0, cache_size=0)
-    stage = StageLookups(uncached)
+    stage = ConnectionLookups(uncached)
     stage.prefetch([Query("mx.example.test", "A"), Query("example.test", "MX")])
     assert stage.lookup("mx.example.test", "A") == Found(("192.0.2.25",), 300)
     assert stage.lookup_all([Query("example.test", "MX")])[Query("example.test", "MX")]

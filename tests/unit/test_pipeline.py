@@ -3,6 +3,7 @@ exceptions contained, DNS questions of a stage asked together."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 
@@ -13,7 +14,7 @@ from mxguard.dns import Query
 from mxguard.facts import Connection, Facts, Stage
 from mxguard.options import CheckSettings, Mode
 from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action, Replies, reject, tag, tempfail
+from mxguard.verdict import Action, Replies, allow, reject, tag, tempfail
 
 from .fakes import FakeDns, services
 
@@ -38,6 +39,8 @@ def make_check(name: str, action: str | None, calls: Calls, queries: tuple[Query
             return tempfail(name, "dns", "later", Replies.TEMPORARY_DNS)
         if action == "tag":
             return tag(name, "odd", "hmm")
+        if action == "allow":
+            return allow(name, "listed", "known friend")
         return None
 
     return Check(
@@ -45,7 +48,7 @@ def make_check(name: str, action: str | None, calls: Calls, queries: tuple[Query
         summary=name,
         settings=CheckSettings,
         stages={Stage.MAIL: run},
-        prefetch={Stage.MAIL: lambda facts, settings: queries} if queries else {},
+        prefetch={Stage.MAIL: lambda facts, settings, svc: queries} if queries else {},
     )
 
 
@@ -125,3 +128,67 @@ def test_acts_on_only_stages_with_checks() -> None:
     assert pipeline.acts_on(Stage.MAIL)
     assert not pipeline.acts_on(Stage.CONNECT)
     assert pipeline.run(Stage.CONNECT, FACTS, services()).decision is None
+
+
+def test_allow_skips_the_inbound_checks_that_follow() -> None:
+    calls = Calls([])
+    relay_like = dataclasses.replace(make_check("relay", "reject", calls), inbound=False)
+    pipeline = Pipeline(
+        [
+            (make_check("before", "tag", calls), ENFORCE),
+            (make_check("access", "allow", calls), ENFORCE),
+            (make_check("dnsbl", "reject", calls), ENFORCE),
+            (relay_like, ENFORCE),
+        ]
+    )
+    result = pipeline.run(Stage.MAIL, FACTS, services())
+    assert calls.names == ["before", "access", "relay"]
+    assert result.decision is not None and result.decision.check == "relay"
+
+
+def test_allow_from_an_earlier_stage_skips_inbound_checks() -> None:
+    calls = Calls([])
+    pipeline = Pipeline([(make_check("dnsbl", "reject", calls), ENFORCE)])
+    earlier = dataclasses.replace(FACTS, earlier=(allow("access", "listed", "friend"),))
+    assert pipeline.run(Stage.MAIL, earlier, services()).decision is None
+    assert calls.names == []
+
+
+def test_decides_at_selects_the_stage_from_settings() -> None:
+    calls = Calls([])
+    check = dataclasses.replace(
+        make_check("late", "reject", calls), decides_at=lambda settings: {Stage.RCPT}
+    )
+    pipeline = Pipeline([(check, ENFORCE)])
+    assert not pipeline.acts_on(Stage.MAIL)
+    assert pipeline.run(Stage.MAIL, FACTS, services()).decision is None
+    assert calls.names == []
+
+
+def test_prefetch_only_stage_asks_dns_but_decides_nothing() -> None:
+    query = Query("early.test", "A")
+    check = Check(
+        name="early",
+        summary="",
+        settings=CheckSettings,
+        stages={Stage.RCPT: lambda facts, settings, svc: None},
+        prefetch={Stage.CONNECT: lambda facts, settings, svc: [query]},
+    )
+    pipeline = Pipeline([(check, ENFORCE)])
+    assert pipeline.wants(Stage.CONNECT) and not pipeline.acts_on(Stage.CONNECT)
+    dns = FakeDns()
+    assert pipeline.run(Stage.CONNECT, FACTS, services(dns=dns)).verdicts == ()
+    assert dns.batches == [[query]]
+
+
+def test_prepare_turns_settings_into_what_stage_functions_get() -> None:
+    seen = []
+    check = Check(
+        name="prepared",
+        summary="",
+        settings=CheckSettings,
+        stages={Stage.MAIL: lambda facts, prepared, svc: seen.append(prepared)},
+        prepare=lambda settings: ("loaded", settings.mode),
+    )
+    Pipeline([(check, MONITOR)]).run(Stage.MAIL, FACTS, services())
+    assert seen == [("loaded", Mode.MONITOR)]

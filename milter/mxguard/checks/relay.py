@@ -88,4 +88,5 @@ CHECK = Check(
     summary="refuse off-site recipients and routing tricks from outside clients",
     settings=RelaySettings,
     stages={Stage.RCPT: check_rcpt},
+    inbound=False,  # an access-list allow must never open the relay
 )
