@@ -1,8 +1,10 @@
-"""The checks, in their default order of evaluation."""
+"""The checks, in their default order of evaluation ([milter] order changes it)."""
 
 from __future__ import annotations
 
 from ..check import Check
 from . import relay
 
-ALL_CHECKS: tuple[Check, ...] = (relay.CHECK,)
+ALL_CHECKS: tuple[Check, ...] = (
+    relay.CHECK,
+)
