@@ -84,7 +84,8 @@ def _format_seconds(value: float) -> str:
     return f"{value:g}s"
 
 
-def _split_list(text: str) -> list[str]:
+def split_list(text: str) -> list[str]:
+    """The non-empty items of a comma-separated value, stripped."""
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
@@ -96,13 +97,13 @@ def _parse_network(text: str) -> IPNetwork:
 
 
 def _parse_networks(text: str) -> tuple[IPNetwork, ...]:
-    return tuple(_parse_network(item) for item in _split_list(text))
+    return tuple(_parse_network(item) for item in split_list(text))
 
 
 _LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)\Z")
 
 
-def _parse_domain(text: str) -> str:
+def parse_domain_name(text: str) -> str:
     """Normalise a domain name to lower-case A-labels without a trailing dot."""
     name = text.strip().rstrip(".").lower()
     if not name.isascii():
@@ -116,11 +117,11 @@ def _parse_domain(text: str) -> str:
 
 
 def _parse_domains(text: str) -> tuple[str, ...]:
-    return tuple(_parse_domain(item) for item in _split_list(text))
+    return tuple(parse_domain_name(item) for item in split_list(text))
 
 
 def _parse_words(text: str) -> tuple[str, ...]:
-    return tuple(_split_list(text))
+    return tuple(split_list(text))
 
 
 def _parse_nameserver(text: str) -> tuple[str, int]:
@@ -161,7 +162,8 @@ def _parse_socket(text: str) -> str:
     raise ValueParseError(text)
 
 
-def _joined(format_item: Callable[[Any], str]) -> Callable[[Any], str]:
+def joined(format_item: Callable[[Any], str]) -> Callable[[Any], str]:
+    """A formatter that writes a sequence back as a comma-separated value."""
     return lambda values: ", ".join(format_item(item) for item in values)
 
 
@@ -173,21 +175,21 @@ DURATION = ValueType(
     "duration", "a duration such as 3s, 1.5s, 5m, 2h or 7d", _parse_seconds, _format_seconds
 )
 STRING = ValueType("string", "text", str.strip)
-WORDS = ValueType("list", "a comma-separated list", _parse_words, _joined(str))
+WORDS = ValueType("list", "a comma-separated list", _parse_words, joined(str))
 DOMAINS = ValueType(
-    "domain list", "a comma-separated list of domain names", _parse_domains, _joined(str)
+    "domain list", "a comma-separated list of domain names", _parse_domains, joined(str)
 )
 NETWORKS = ValueType(
     "network list",
     "a comma-separated list of IPv4/IPv6 addresses or CIDR networks",
     _parse_networks,
-    _joined(str),
+    joined(str),
 )
 NAMESERVERS = ValueType(
     "nameserver list",
     "a comma-separated list of IP addresses, each optionally with :port ([v6]:port)",
-    lambda text: tuple(_parse_nameserver(item) for item in _split_list(text)),
-    _joined(_format_nameserver),
+    lambda text: tuple(_parse_nameserver(item) for item in split_list(text)),
+    joined(_format_nameserver),
 )
 SOCKET = ValueType("socket", "unix:/path/to/socket or inet:PORT@HOST", _parse_socket)
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from ..check import Check
-from . import relay
+from . import dnsbl, relay
 
 ALL_CHECKS: tuple[Check, ...] = (
     relay.CHECK,
+    dnsbl.CHECK,
 )

@@ -1,0 +1,127 @@
+"""dnsbl - refuse clients whose IP address weighted DNS blocklists list.
+
+Stages: the zones are asked, in parallel with the reverse-DNS lookup, as soon as the connection
+opens; the decision is given at ``reject_at`` (default the first RCPT, like Postfix's
+``smtpd_delay_reject``: the log then shows sender and recipient, and a user on a listed consumer
+IP who authenticates on port 587 can still send).
+
+Options: zones (``zone=weight[:codes]``), threshold, reject_at. IPv4 addresses are queried with
+reversed octets, IPv6 with the 32 reversed nibbles of RFC 5782.
+
+When the weights of the listing zones reach the threshold: ``550 5.7.1 dnsbl: <ip> listed by
+<zone>[: <TXT text>]``. Below it, a listing only tags. A timeout never counts (it is tagged as
+could-not-tell); an error answer (127.255.255.0/24) never counts and is logged, at most once a
+minute per zone. Trusted and authenticated clients are exempt.
+
+Outcomes: dnsbl.listed, dnsbl.below-threshold, dnsbl.could-not-tell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .. import listing
+from ..check import Check, Services
+from ..dns import Found, Query
+from ..facts import Facts, Stage
+from ..listing import ZONES, Answer, Zone
+from ..options import INT, CheckSettings, choice, option
+from ..textutil import printable
+from ..verdict import Verdict, reject, tag
+
+NAME = "dnsbl"
+DECISION_STAGES = {
+    "connect": Stage.CONNECT,
+    "helo": Stage.HELO,
+    "mail": Stage.MAIL,
+    "rcpt": Stage.RCPT,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class DnsblSettings(CheckSettings):
+    """Options of [dnsbl]."""
+
+    zones: tuple[Zone, ...] = option(
+        "", "blocklists as zone=weight[:answer ranges]; none until the admin lists them", ZONES
+    )
+    threshold: int = option("1", "refuse when the weights of the listing zones sum to this", INT)
+    reject_at: str = option(
+        "rcpt", "the stage that refuses: connect, helo, mail or rcpt", choice(*DECISION_STAGES)
+    )
+
+
+def _names(facts: Facts, settings: DnsblSettings) -> dict[str, str]:
+    ip = facts.connection.client_ip
+    if ip is None:
+        return {}
+    return {zone.name: listing.ip_query_name(ip, zone.name) for zone in settings.zones}
+
+
+def ask_at_connect(facts: Facts, settings: DnsblSettings, services: Services) -> Iterable[Query]:
+    """Every zone's question, asked as soon as the connection opens."""
+    if facts.connection.trusted or facts.connection.client_ip is None:
+        return []
+    return listing.queries(settings.zones, _names(facts, settings))
+
+
+def decide(facts: Facts, settings: DnsblSettings, services: Services) -> Verdict | None:
+    """Refuse when the listing zones' weights reach the threshold."""
+    connection = facts.connection
+    names = _names(facts, settings)
+    if connection.exempt or not names:
+        return None
+    answers = services.dns.lookup_all(listing.queries(settings.zones, names))
+    result = listing.score(settings.zones, names, answers)
+    for zone in result.zones_with(Answer.ERROR_CODE):
+        services.notices.warn(
+            f"dnsbl-refused:{zone.name}",
+            "dnsbl: %s answers with an error code (127.255.255.x): it refuses queries from "
+            "this resolver (a public resolver, or over quota); its listings are not counted",
+            zone.name,
+        )
+    for zone in result.zones_with(Answer.OUTSIDE_LOOPBACK):
+        services.notices.warn(
+            f"dnsbl-outside:{zone.name}",
+            "dnsbl: %s answers outside 127.0.0.0/8 (wildcarded or expired zone?); not counted",
+            zone.name,
+        )
+    ip = connection.client_text
+    listed = result.listed()
+    if listed and result.total >= settings.threshold:
+        zone, name = listed[0]
+        explanation = _txt(services, name)
+        text = f"{ip} listed by {zone.name}" + (f": {explanation}" if explanation else "")
+        return reject(NAME, "listed", text)
+    if listed:
+        zones = ", ".join(z.name for z, _ in listed)
+        return tag(
+            NAME,
+            "below-threshold",
+            f"{ip} listed by {zones} (weight {result.total} of {settings.threshold})",
+        )
+    unknown = result.zones_with(Answer.UNKNOWN)
+    if unknown:
+        zones = ", ".join(z.name for z in unknown)
+        return tag(NAME, "could-not-tell", f"no answer from {zones} for {ip}")
+    return None
+
+
+def _txt(services: Services, name: str) -> str:
+    """The zone's TXT text for a listing, if it publishes one (it often names a lookup URL)."""
+    result = services.dns.lookup(name, "TXT")
+    if isinstance(result, Found) and result.records:
+        return printable(result.texts()[0], 200)
+    return ""
+
+
+CHECK = Check(
+    name=NAME,
+    summary="refuse clients listed by weighted DNS blocklists (IPv4 and IPv6)",
+    settings=DnsblSettings,
+    stages={stage: decide for stage in DECISION_STAGES.values()},
+    prefetch={Stage.CONNECT: ask_at_connect},
+    # With no zones listed there is nothing to decide, and no reply to wait for.
+    decides_at=lambda settings: {DECISION_STAGES[settings.reject_at]} if settings.zones else (),
+)
