@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from mxguard import config, docgen
+from mxguard.checks import ALL_CHECKS
 from mxguard.errors import ConfigError
 from mxguard.options import Mode
 
 ROOT = Path(__file__).resolve().parents[2]
+CHECK_NAMES = [check.name for check in ALL_CHECKS]
 
 
 def load(text: str) -> config.Settings:
@@ -144,7 +146,9 @@ def test_booleans(word: str) -> None:
         ),
         pytest.param(
             "[milter]\norder = relai",
-            "test.ini: [milter] order: expected check names (relay), got 'relai'; "
+            "test.ini: [milter] order: expected check names ("
+            + ", ".join(CHECK_NAMES)
+            + "), got 'relai'; "
             "did you mean 'relay'?",
             id="bad-order",
         ),
@@ -195,8 +199,15 @@ def test_authserv_id_defaults_to_first_hostname() -> None:
 
 
 def test_disabled_checks_are_not_in_the_pipeline_order() -> None:
-    assert [c.name for c, _ in load("").ordered_checks()] == ["relay"]
-    assert load("[relay]\nenabled = no").ordered_checks() == []
+    assert [c.name for c, _ in load("").ordered_checks()] == CHECK_NAMES
+    without_relay = [c.name for c, _ in load("[relay]\nenabled = no").ordered_checks()]
+    assert without_relay == [name for name in CHECK_NAMES if name != "relay"]
+
+
+def test_order_moves_checks_and_keeps_the_rest_in_default_order() -> None:
+    last = CHECK_NAMES[-1]
+    names = [c.name for c, _ in load(f"[milter]\norder = {last}").ordered_checks()]
+    assert names == [last] + [name for name in CHECK_NAMES if name != last]
 
 
 def test_empty_local_domains_warns() -> None:
