@@ -1062,7 +1062,7 @@ def mxguard_command() -> list[str]:
 def mxguard_config(
     socket_spec: str, dns_address: str, state_dir: Path
 ) -> dict[str, dict[str, str]]:
-    """mxguard's INI: every check at its defaults; an outside client is untrusted."""
+    """mxguard's INI: every check on (at its defaults, two DNSBL zones); the client is outside."""
     return {
         "milter": {
             "socket": socket_spec,
@@ -1071,6 +1071,8 @@ def mxguard_config(
             "trusted_networks": "192.0.2.0/24",
         },
         "dns": {"nameservers": dns_address},
+        # Two blocklists (not listing the client: NXDOMAIN, cached like the real DNS).
+        "dnsbl": {"zones": "zen.bench.test=3, bl.bench.test=1", "threshold": "3"},
         "state": {"url": f"sqlite:///{state_dir / 'state.db'}"},
         "logging": {"level": "warning"},
     }

@@ -156,6 +156,7 @@ class ZoneResolver(BaseResolver):
         self.stopping = stopping
         self.queries: list[Query] = []
         self.tcp_hold = 10.0  # seconds a TCP query for timeout.test stays unanswered
+        self.delay = 0.0  # seconds every answer waits, like a distant authoritative server
 
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
         """Return the reply to one request (or raise DropQuery to send nothing)."""
@@ -170,6 +171,8 @@ class ZoneResolver(BaseResolver):
         qkey = _key(question.qname)
         with self.lock:
             self.queries.append(Query(_display(qkey), _qtype_name(question.qtype)))
+        if self.delay:
+            self.stopping.wait(self.delay)  # each request has its own thread: delays overlap
         if any(rr.rtype == QTYPE.OPT for rr in request.ar):
             reply.add_ar(EDNS0(udp_len=UDP_PAYLOAD))
         for zone, behaviour in FAILURE_ZONES.items():
@@ -336,6 +339,15 @@ class TestDnsServer:
     def address(self) -> str:
         """Return "127.0.0.1:PORT", the form [dns] nameservers takes."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def delay(self) -> float:
+        """Return how long every answer waits (0: answer at once)."""
+        return self._resolver.delay
+
+    @delay.setter
+    def delay(self, seconds: float) -> None:
+        self._resolver.delay = seconds
 
     @property
     def tcp_hold(self) -> float:

@@ -162,3 +162,26 @@ def test_records_added_and_removed_while_running(server: TestDnsServer) -> None:
     ]
     assert server.remove("late.example.test", "A") == 1
     assert ask(server, "late.example.test", "A").rcode() == dns.rcode.NXDOMAIN
+
+
+def test_delay_applies_to_each_answer_and_overlaps() -> None:
+    import concurrent.futures
+    import time
+
+    import dns.message
+    import dns.query
+
+    with TestDnsServer("$ORIGIN d.test.\n@ 60 IN A 192.0.2.1\n") as server:
+        server.delay = 0.3
+        query = dns.message.make_query("d.test.", "A")
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: dns.query.udp(query, "127.0.0.1", port=server.port, timeout=2),
+                    range(4),
+                )
+            )
+        elapsed = time.monotonic() - started
+    assert all(a.answer for a in answers)
+    assert 0.3 <= elapsed < 0.9, elapsed
