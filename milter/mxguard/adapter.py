@@ -17,9 +17,18 @@ from typing import Any
 import Milter
 
 from .address import parse_path
-from .facts import Connection, Envelope, Facts, IPAddress, Message, Recipient, Stage
+from .facts import (
+    Connection,
+    Envelope,
+    Facts,
+    IPAddress,
+    Message,
+    Recipient,
+    Stage,
+    normalise_ip,
+)
 from .headers import AUTH_RESULTS, TRACE, authentication_results, forged_fields, trace_header
-from .runtime import Runtime, RuntimeHolder, normalise_ip
+from .runtime import Runtime, RuntimeHolder
 from .textutil import printable
 from .verdict import Action, Replies, Verdict
 

@@ -14,8 +14,10 @@ import idna
 
 __all__ = [
     "AddressError",
+    "Domain",
     "Mailbox",
     "NullPath",
+    "parse_domain",
     "parse_path",
     "routing_tricks",
 ]
@@ -88,6 +90,14 @@ class AddressError:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A host name (lower-case A-labels) or an address literal (``name`` as written)."""
+
+    name: str
+    literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+
+
 def parse_path(
     text: str, *, allow_null: bool = False, allow_bare_postmaster: bool = True
 ) -> Mailbox | NullPath | AddressError:
@@ -100,6 +110,20 @@ def parse_path(
     reason, result = _parse(
         text, allow_null=allow_null, allow_bare_postmaster=allow_bare_postmaster
     )
+    if result is not None:
+        return result
+    return AddressError(text[:_MAX_ERROR_TEXT_CHARS], reason)
+
+
+def parse_domain(text: str) -> Domain | AddressError:
+    """Parse an RFC 5321 Domain or address-literal, such as a HELO argument or an access key.
+
+    Domains follow the same rules as the domain of a mailbox (LDH labels, U-labels converted
+    to A-labels, no trailing dot); nothing is stripped. Never raises.
+    """
+    if not isinstance(text, str):
+        return AddressError(f"<{type(text).__name__}>", "not a string")
+    reason, result = _parse_domain_or_literal(text)
     if result is not None:
         return result
     return AddressError(text[:_MAX_ERROR_TEXT_CHARS], reason)
@@ -324,6 +348,25 @@ def _render_local_part(local: str) -> str:
 # --------------------------------------------------------------------------- domains
 
 
+def _parse_domain_or_literal(text: str) -> tuple[str, Domain | None]:
+    """Return ("", domain) on success or (reason, None) on failure."""
+    # The same guards as for paths, so the idna code never sees huge or unencodable input.
+    if len(text) > _MAX_INPUT_CHARS:
+        return "domain too long", None
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        return "invalid UTF-8", None
+    if any(_is_control(char) for char in text):
+        return "control character", None
+    if text.startswith("["):
+        reason, name, literal = _parse_address_literal(text)
+    else:
+        reason, name = _parse_domain_name(text)
+        literal = None
+    if name is None:
+        return reason, None
+    return "", Domain(name, literal)
+
+
 def _parse_domain_name(text: str) -> tuple[str, str | None]:
     """Validate and normalise a Domain (RFC 5321 sub-domains, RFC 6531 U-labels → A-labels)."""
     if not text:
@@ -484,7 +527,8 @@ def _parse_ipv6(text: str) -> ipaddress.IPv6Address | None:
 
     value = 0
     for group in groups:
-        if not 1 <= len(group) <= 4:
+        # Only hex digits: a dot left before an IPv4 tail ("1.2::1.2.3.4") must fail, not raise.
+        if not 1 <= len(group) <= 4 or not all(char in _HEX for char in group):
             return None
         value = value << 16 | int(group, 16)
     if tail_ipv4 is not None:

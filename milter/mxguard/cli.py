@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def check_config(settings: config.Settings) -> int:
-    """Print the effective settings as INI, with warnings as comments."""
+    """Print the effective settings as INI, with warnings as comments; data files (access
+    lists, patterns) are loaded too, and their problems logged with file and line."""
+    from .pipeline import Pipeline
+
+    logsetup.configure("warning")
+    Pipeline(settings.ordered_checks())
     for warning in settings.warnings():
         print(f"; warning: {warning}")
     for section, values in config.effective_values(settings).items():

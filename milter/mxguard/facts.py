@@ -16,6 +16,13 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Path = Mailbox | NullPath | AddressError
 
 
+def normalise_ip(ip: IPAddress) -> IPAddress:
+    """An IPv4-mapped IPv6 address (::ffff:192.0.2.1) as the IPv4 address it carries."""
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
 class Stage(enum.StrEnum):
     """The SMTP stages a check can act on, in protocol order."""
 

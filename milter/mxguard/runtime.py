@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Callable
@@ -15,13 +14,6 @@ from .dns import ConnectionLookups, Resolver
 from .facts import IPAddress
 from .notices import Notices
 from .pipeline import Pipeline
-
-
-def normalise_ip(ip: IPAddress) -> IPAddress:
-    """An IPv4-mapped IPv6 address (::ffff:192.0.2.1) as the IPv4 address it carries."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
 
 
 @dataclass(frozen=True, slots=True)

@@ -106,6 +106,19 @@ def passed(
     return Verdict(Action.CONTINUE, check, f"{check}.{outcome}", reason, auth=auth)
 
 
+def by_severity(
+    severity: str, check: str, outcome: str, reason: str, auth: tuple[AuthResult, ...] = ()
+) -> Verdict:
+    """The verdict an ``off|tag|reject`` option asks for; ``off`` only records ``auth``."""
+    if severity == "reject":
+        verdict = reject(check, outcome, reason)
+    elif severity == "tag":
+        verdict = tag(check, outcome, reason)
+    else:
+        verdict = passed(check, outcome, reason)
+    return replace(verdict, auth=auth) if auth else verdict
+
+
 def internal_error(check: str) -> Verdict:
     """A bug in a check: the client retries later, never a 5xx."""
     return Verdict(

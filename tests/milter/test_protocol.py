@@ -21,7 +21,8 @@ def open_transaction(process: MxguardProcess, ip: str = "203.0.113.9", **mail_ma
     assert client.helo("client.example") is None
     if mail_macros:
         client.macros(C.SMFIC_MAIL, **mail_macros)
-    assert client.mail("<sender@elsewhere.example>") is None
+    # The HELO and reverse-DNS checks decide at MAIL, so the MTA waits for that reply.
+    assert client.mail("<sender@elsewhere.example>") == (C.SMFIR_CONTINUE, {})
     return client
 
 
@@ -32,8 +33,9 @@ def test_negotiation_asks_only_for_what_it_uses(mxguard: MxguardProcess) -> None
     assert protocol & C.SMFIP_RCPT_REJ, "rejected recipients are needed to count probes"
     for skipped in (C.SMFIP_NOBODY, C.SMFIP_NOEOH, C.SMFIP_NODATA, C.SMFIP_NOUNKNOWN):
         assert protocol & skipped
-    for no_reply in (C.SMFIP_NR_CONN, C.SMFIP_NR_HELO, C.SMFIP_NR_MAIL, C.SMFIP_NR_HDR):
-        assert protocol & no_reply
+    for no_reply in (C.SMFIP_NR_CONN, C.SMFIP_NR_HELO, C.SMFIP_NR_HDR):
+        assert protocol & no_reply, "no check decides at connect or HELO by default"
+    assert not protocol & C.SMFIP_NR_MAIL, "HELO and reverse-DNS verdicts are given at MAIL"
     assert not protocol & C.SMFIP_NR_RCPT, "the relay check decides at RCPT"
     assert not protocol & C.SMFIP_NORCPT
     assert negotiated.macros[0] == [
@@ -109,7 +111,7 @@ def test_transactions_are_independent(mxguard: MxguardProcess) -> None:
     assert client.rcpt("<bob@elsewhere.example>") == (C.SMFIR_CONTINUE, {})
     client._send(C.SMFIC_ABORT)
     client.macros(C.SMFIC_MAIL, **{"{auth_authen}": ""})
-    assert client.mail("<other@elsewhere.example>") is None
+    assert client.mail("<other@elsewhere.example>") == (C.SMFIR_CONTINUE, {})
     assert client.rcpt("<bob@elsewhere.example>")[1]["smtpcode"] == "550"
     client.quit()
 

@@ -17,7 +17,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard.address import AddressError, Mailbox, NullPath, parse_path, routing_tricks
+from mxguard.address import (
+    AddressError,
+    Domain,
+    Mailbox,
+    NullPath,
+    parse_domain,
+    parse_path,
+    routing_tricks,
+)
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "data" / "address"
 CORPUS_FILES = ("isemail-tests.xml", "isemail-tests-original.xml")
@@ -685,3 +693,96 @@ def test_ip_literals_parse_to_their_address(ip: IPv4 | IPv6) -> None:
         assert isinstance(result, Mailbox), (literal, result)
         assert result.literal == ip
         assert result.domain == literal
+
+
+# --------------------------------------------------------------------------- parse_domain
+
+DOMAIN_CASES = [
+    pytest.param("example.com", Domain("example.com", None), id="plain"),
+    pytest.param("Mail.EXAMPLE.Com", Domain("mail.example.com", None), id="lower-cased"),
+    pytest.param("localhost", Domain("localhost", None), id="single-label"),
+    pytest.param("bücher.example", Domain("xn--bcher-kva.example", None), id="u-label"),
+    pytest.param("xn--bcher-kva.example", Domain("xn--bcher-kva.example", None), id="a-label"),
+    pytest.param("例え\u3002テスト", Domain("xn--r8jz45g.xn--zckzah", None), id="ideographic-dot"),
+    # RFC 5321's sub-domain allows all-digit labels; telling a bare IP apart is the caller's job.
+    pytest.param("192.0.2.1", Domain("192.0.2.1", None), id="dotted-digits"),
+    pytest.param("[192.0.2.1]", Domain("[192.0.2.1]", IPv4("192.0.2.1")), id="ipv4-literal"),
+    pytest.param(
+        "[IPv6:2001:DB8::1]", Domain("[IPv6:2001:DB8::1]", IPv6("2001:db8::1")), id="ipv6-literal"
+    ),
+    pytest.param(
+        "[ipv6:::ffff:192.0.2.1]",
+        Domain("[ipv6:::ffff:192.0.2.1]", IPv6("::ffff:192.0.2.1")),
+        id="ipv6v4-literal",
+    ),
+    pytest.param("[x-tag:content]", Domain("[x-tag:content]", None), id="general-literal"),
+    pytest.param(ascii_domain(255), Domain(ascii_domain(255), None), id="255-octets"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), DOMAIN_CASES)
+def test_parse_domain(text: str, expected: Domain) -> None:
+    assert parse_domain(text) == expected
+
+
+DOMAIN_ERROR_CASES = [
+    pytest.param("", "missing domain", id="empty"),
+    pytest.param("example.com.", "empty label in domain", id="trailing-dot"),
+    pytest.param("a..example", "empty label in domain", id="double-dot"),
+    pytest.param("exa_mple.com", "invalid character in domain", id="underscore"),
+    pytest.param(" example.com", "invalid character in domain", id="leading-space"),
+    pytest.param("mx example.com", "invalid character in domain", id="inner-space"),
+    pytest.param("-mx.example", "hyphen at start or end of label", id="leading-hyphen"),
+    pytest.param("a" * 64 + ".example", "label too long", id="label-64"),
+    pytest.param(ascii_domain(256), "domain too long", id="256-octets"),
+    pytest.param("x" * 2000, "domain too long", id="huge"),
+    pytest.param("mx\x00.example", "control character", id="nul"),
+    pytest.param("mx.example\r\n", "control character", id="crlf"),
+    pytest.param("mx\udc80.example", "invalid UTF-8", id="surrogate"),
+    pytest.param("[192.0.2.256]", "invalid IPv4 literal", id="ipv4-octet"),
+    pytest.param("[192.0.2.1", "unbalanced bracket in address literal", id="unclosed"),
+    pytest.param("[192.0.2.1]x", "text after address literal", id="after-literal"),
+    pytest.param("[IPv6:2001:db8::1%eth0]", "invalid IPv6 literal", id="zone-id"),
+    # A dot in a group before an IPv4 tail once raised ValueError instead of failing.
+    pytest.param("[IPv6:1.2::192.0.2.1]", "invalid IPv6 literal", id="dotted-group"),
+    pytest.param("\u2603.example", "invalid internationalised domain", id="snowman"),
+]
+
+
+@pytest.mark.parametrize(("text", "reason"), DOMAIN_ERROR_CASES)
+def test_parse_domain_errors(text: str, reason: str) -> None:
+    result = parse_domain(text)
+    assert isinstance(result, AddressError), result
+    assert result.reason == reason
+    assert len(result.text) <= 300
+
+
+@pytest.mark.parametrize("value", [None, b"example.com", 42])
+def test_parse_domain_non_string(value: object) -> None:
+    result = parse_domain(value)  # type: ignore[arg-type]
+    assert result == AddressError(f"<{type(value).__name__}>", "not a string")
+
+
+def test_parse_domain_agrees_with_the_mailbox_domain() -> None:
+    for domain in ("Example.COM", "bücher.example", "[IPv6:2001:db8::1]", "[192.0.2.1]"):
+        mailbox = parse_path(f"<user@{domain}>")
+        parsed = parse_domain(domain)
+        assert isinstance(mailbox, Mailbox) and isinstance(parsed, Domain)
+        assert (parsed.name, parsed.literal) == (mailbox.domain, mailbox.literal)
+
+
+@PROPERTY_SETTINGS
+@given(st.one_of(ANY_TEXT, DOMAIN_NAMES, LITERALS, st.text(alphabet="[]IPv6:.0123456789abcdef")))
+def test_parse_domain_never_raises(text: str) -> None:
+    result = parse_domain(text)
+    assert isinstance(result, Domain | AddressError)
+    if isinstance(result, Domain):
+        # What it accepts is accepted again unchanged: the normal form is stable.
+        assert parse_domain(result.name) == result
+
+
+@PROPERTY_SETTINGS
+@given(st.ip_addresses())
+def test_parse_domain_literals_give_their_address(ip: IPv4 | IPv6) -> None:
+    text = f"[{ip}]" if ip.version == 4 else f"[IPv6:{ip}]"
+    assert parse_domain(text) == Domain(text, ip)

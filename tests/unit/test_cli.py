@@ -88,3 +88,12 @@ def test_nagle_is_disabled_on_the_listening_tcp_socket() -> None:
         assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
         accepted.close()
         client.close()
+
+
+def test_check_config_reports_broken_data_file_lines(tmp_path: Path, capsys) -> None:
+    access = tmp_path / "access"
+    access.write_text("192.0.2.0/24 allow\nnot-a-key!! deny\n")
+    ini = tmp_path / "ok.ini"
+    ini.write_text(f"[access]\nfiles = {access}\n")
+    assert cli.main(["check-config", "-c", str(ini)]) == 0
+    assert f"{access}:2:" in capsys.readouterr().err

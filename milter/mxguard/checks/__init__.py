@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from ..check import Check
-from . import dnsbl, relay
+from . import access, dnsbl, helo, rdns, relay
 
 ALL_CHECKS: tuple[Check, ...] = (
+    access.CHECK,
     relay.CHECK,
+    helo.CHECK,
+    rdns.CHECK,
     dnsbl.CHECK,
 )
