@@ -36,6 +36,7 @@ unit: system-deps $(STAMP)
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/cold_connect.py
+	$(BIN)/python bench/check_costs.py
 
 lint: system-deps $(STAMP)
 	$(BIN)/ruff check milter tests bench
