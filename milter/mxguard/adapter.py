@@ -312,6 +312,9 @@ class MxguardMilter(Milter.Base):
         for name, index in reversed(forged_fields(self._headers, authserv_id)):
             self.chgheader(name, index, "")
         verdicts = (*self._connection_verdicts, *self._transaction_verdicts)
+        for verdict in verdicts:
+            for name, value in verdict.headers:
+                self.addheader(name, value, 0)
         self.addheader(TRACE, trace_header(authserv_id, verdicts), 0)
         self.addheader(AUTH_RESULTS, authentication_results(authserv_id, verdicts), 0)
 

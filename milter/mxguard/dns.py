@@ -13,9 +13,11 @@ through :func:`spf_lookup_function` and :func:`dkim_txt_function`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
-from collections.abc import Callable, Iterable
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -234,12 +236,13 @@ class ConnectionLookups:
         return {q: self._answers[q] for q in queries}
 
 
-def spf_lookup_function(resolver: Resolver) -> Callable[..., list]:
-    """A replacement for ``spf.DNSLookup`` that goes through ``resolver``."""
+def spf_lookup_function(view: Callable[[], Any]) -> Callable[..., list]:
+    """A replacement for ``spf.DNSLookup`` that asks ``view()`` (a Resolver or a per-connection
+    DNS view), in pyspf's result form."""
     import spf
 
     def lookup(name: str, qtype: str, strict: bool = True, timeout: float | None = None) -> list:
-        result = resolver.lookup(name, qtype)
+        result = view().lookup(name, qtype)
         if isinstance(result, Unknown):
             raise spf.TempError(f"DNS {result.reason} for {name}/{qtype}")
         if isinstance(result, NotFound):
@@ -247,6 +250,41 @@ def spf_lookup_function(resolver: Resolver) -> Callable[..., list]:
         return [((name, qtype), record) for record in result.records]
 
     return lookup
+
+
+class PyspfBridge:
+    """Route pyspf's DNS questions to the DNS view of the connection being checked.
+
+    pyspf offers only a module-level hook (``spf.DNSLookup``); libmilter runs each connection
+    in its own thread, so the view is kept per thread while an SPF evaluation runs. Outside
+    one, a pyspf question is a temporary error: nothing may bypass the project's resolver."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lookup = spf_lookup_function(self._current)
+
+    def _current(self) -> Any:
+        view = getattr(self._local, "view", None)
+        if view is None:
+            import spf
+
+            raise spf.TempError("DNS asked outside mxguard's SPF evaluation")
+        return view
+
+    @contextlib.contextmanager
+    def using(self, view: Any) -> Iterator[None]:
+        """Within the block, pyspf's questions on this thread go to ``view``."""
+        import spf
+
+        spf.DNSLookup = self._lookup  # the same function every time: installing is idempotent
+        self._local.view = view
+        try:
+            yield
+        finally:
+            self._local.view = None
+
+
+PYSPF = PyspfBridge()
 
 
 def dkim_txt_function(resolver: Resolver) -> Callable[..., bytes | None]:
@@ -264,10 +302,3 @@ def dkim_txt_function(resolver: Resolver) -> Callable[..., bytes | None]:
         return b"".join(result.records[0])
 
     return get_txt
-
-
-def install_library_hooks(resolver: Resolver) -> None:
-    """Route pyspf's lookups through ``resolver`` (pyspf only offers a module-level hook)."""
-    import spf
-
-    spf.DNSLookup = spf_lookup_function(resolver)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .check import Check, Services
@@ -75,7 +75,9 @@ class Pipeline:
         for entry in self._deciding[stage]:
             if allowed and entry.check.inbound:
                 continue
-            verdict = self._run_one(entry, stage, facts, services)
+            # A check sees what the checks before it found, in this stage too (spoof reads SPF).
+            seen = replace(facts, earlier=facts.earlier + tuple(verdicts)) if verdicts else facts
+            verdict = self._run_one(entry, stage, seen, services)
             if verdict is None:
                 continue
             verdicts.append(verdict)

@@ -16,7 +16,6 @@ import milter
 
 from . import config
 from .adapter import MxguardMilter
-from .dns import install_library_hooks
 from .errors import ConfigError
 from .runtime import RuntimeHolder, build_runtime
 
@@ -124,7 +123,6 @@ def _reload_loop(path: str, holder: RuntimeHolder) -> None:
         resolver = current.resolver if settings.dns == current.settings.dns else None
         holder.replace(build_runtime(settings, resolver))
         if resolver is None:
-            install_library_hooks(holder.current.resolver)
             current.resolver.close()
         log.info("configuration reloaded from %s", path)
 
@@ -132,7 +130,6 @@ def _reload_loop(path: str, holder: RuntimeHolder) -> None:
 def serve(settings: config.Settings) -> int:
     """Run the milter until libmilter stops (SIGTERM/SIGINT)."""
     runtime = build_runtime(settings)
-    install_library_hooks(runtime.resolver)
     holder = RuntimeHolder(runtime)
     # Block these before any thread starts: SIGUSR1 is for the reload thread's sigwait, and
     # SIGTERM/SIGINT/SIGHUP for libmilter's own signal thread, which stops the milter cleanly.

@@ -64,6 +64,7 @@ class Verdict:
     text: str = ""
     auth: tuple[AuthResult, ...] = ()
     monitored: Action | None = None  # the action monitor mode held back
+    headers: tuple[tuple[str, str], ...] = ()  # fields to add at end of message (Received-SPF)
 
     @property
     def refuses(self) -> bool:

@@ -43,13 +43,21 @@ ns.example.test.         IN A    127.0.0.1
 sender.example.          IN SOA  ns.sender.example. hostmaster.sender.example. 1 3600 600 86400 60
 sender.example.          IN NS   ns.sender.example.
 sender.example.          IN MX   10 client.sender.example.
-sender.example.          IN TXT  "v=spf1 ip4:127.0.0.1 -all"
+sender.example.          IN TXT  "v=spf1 ip4:127.0.0.1 ip4:127.0.0.2 -all"
 _dmarc.sender.example.   IN TXT  "v=DMARC1; p=none"
 client.sender.example.   IN A    127.0.0.1
 ns.sender.example.       IN A    127.0.0.1
 
 127.in-addr.arpa.        IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
 1.0.0.127.in-addr.arpa.  IN PTR  client.sender.example.
+
+; SPF results for the sender domains of tests/e2e/test_mail_from_e2e.py.
+fail.example.            IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
+fail.example.            IN MX   10 client.sender.example.
+fail.example.            IN TXT  "v=spf1 ip4:192.0.2.99 -all"
+softfail.example.        IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
+softfail.example.        IN MX   10 client.sender.example.
+softfail.example.        IN TXT  "v=spf1 ip4:192.0.2.99 ~all"
 
 ; A blocklist that lists 127.0.0.2: a test client connecting from that loopback address is a
 ; listed spam source (Linux routes all of 127.0.0.0/8 to the loopback interface).

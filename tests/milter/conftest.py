@@ -21,6 +21,7 @@ BASE_CONFIG = {
     # are off (tests/unit and tests/e2e run them against real DNS servers).
     "dns": {"nameservers": "127.0.0.1:9", "timeout": "1s"},
     "rdns": {"enabled": "no"},
+    "spf": {"enabled": "no"},
 }
 
 

@@ -13,6 +13,7 @@ import pytest
 import spf
 
 from mxguard.dns import (
+    PYSPF,
     ConnectionLookups,
     Found,
     NotFound,
@@ -160,7 +161,7 @@ def test_ptr_query_for_ipv4_and_ipv6() -> None:
 
 
 def test_spf_hook_passes_pyspf_through_our_resolver(resolver: Resolver) -> None:
-    lookup = spf_lookup_function(resolver)
+    lookup = spf_lookup_function(lambda: resolver)
     assert lookup("example.test", "TXT") == [
         (("example.test", "TXT"), (b"v=spf1 ip4:192.0.2.0/24 -all",))
     ]
@@ -170,11 +171,16 @@ def test_spf_hook_passes_pyspf_through_our_resolver(resolver: Resolver) -> None:
 
 
 def test_pyspf_evaluates_through_the_hook(resolver: Resolver, monkeypatch) -> None:
-    monkeypatch.setattr(spf, "DNSLookup", spf_lookup_function(resolver))
-    result, _explanation = spf.check2(i="192.0.2.7", s="a@example.test", h="mx.example.test")
-    assert result == "pass"
-    result, _explanation = spf.check2(i="198.51.100.7", s="a@example.test", h="mx.example.test")
-    assert result == "fail"
+    monkeypatch.setattr(spf, "DNSLookup", spf.DNSLookup)  # restored after the test
+    with PYSPF.using(ConnectionLookups(resolver)):
+        result, _explanation = spf.check2(i="192.0.2.7", s="a@example.test", h="mx.example.test")
+        assert result == "pass"
+        result, _explanation = spf.check2(
+            i="198.51.100.7", s="a@example.test", h="mx.example.test"
+        )
+        assert result == "fail"
+    # Outside an evaluation pyspf gets no DNS at all: a temporary error, never a bypass.
+    assert spf.check2(i="192.0.2.7", s="a@example.test", h="mx.example.test")[0] == "temperror"
 
 
 def test_dkim_hook_returns_txt_or_none(resolver: Resolver) -> None:

@@ -1,0 +1,193 @@
+"""spf - evaluate SPF (RFC 7208) for the MAIL FROM and HELO identities, with pyspf.
+
+Stage: MAIL. Clients in trusted_networks, authenticated clients and the forwarders in
+``trusted_forwarders`` are not checked (forwarding breaks SPF).
+
+Both identities are evaluated (RFC 7208 section 2.3): the HELO name, and the MAIL FROM
+address; for the null sender ``<>`` the HELO identity is the one that decides. Each result's
+action is an option (``continue``, ``tag``, ``reject`` or ``tempfail``):
+
+    pass, neutral, none -> continue    softfail, permerror -> tag
+    fail -> reject (550 5.7.1 spf: ..., with the domain's exp= explanation)
+    temperror -> tempfail (451 4.4.3)
+
+Every lookup goes through the project's resolver (cached, bounded); RFC 7208's limits (10
+DNS-querying terms, 2 void lookups) are pyspf's, and ``timeout`` bounds the whole evaluation,
+well inside Postfix's milter_command_timeout. Both results go into Authentication-Results
+(``spf=... smtp.mailfrom=...`` and ``spf=... smtp.helo=...``); ``received_spf = yes`` also adds
+a Received-SPF field.
+
+Outcomes: spf.<result> for the deciding identity (spf.pass, spf.fail, spf.softfail ...).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+from dataclasses import dataclass
+
+import spf as pyspf
+
+from ..address import Mailbox, NullPath
+from ..check import Check, DnsView, Services
+from ..dns import PYSPF
+from ..facts import Connection, Facts, IPAddress, Stage
+from ..options import BOOL, DURATION, NETWORKS, WORDS, CheckSettings, IPNetwork, choice, option
+from ..textutil import printable
+from ..verdict import AuthResult, Replies, Verdict, by_severity, tempfail
+
+NAME = "spf"
+log = logging.getLogger("mxguard.spf")
+
+ACTIONS = ("continue", "tag", "reject", "tempfail")
+ACTION = choice(*ACTIONS)
+RESULTS = ("pass", "neutral", "none", "fail", "softfail", "permerror", "temperror")
+
+
+@dataclass(frozen=True, slots=True)
+class SpfSettings(CheckSettings):
+    """Options of [spf]."""
+
+    on_pass: str = option("continue", "action for an SPF pass", ACTION)
+    on_neutral: str = option("continue", "action for neutral (?all)", ACTION)
+    on_none: str = option("continue", "action when the domain publishes no SPF", ACTION)
+    on_fail: str = option("reject", "action for fail (-all): 550 5.7.1", ACTION)
+    on_softfail: str = option("tag", "action for softfail (~all)", ACTION)
+    on_permerror: str = option("tag", "action for a broken SPF record", ACTION)
+    on_temperror: str = option("tempfail", "action for a DNS failure: 451 4.4.3", ACTION)
+    check_helo: bool = option("yes", "also evaluate the HELO identity", BOOL)
+    received_spf: bool = option("no", "add a Received-SPF header field", BOOL)
+    trusted_forwarders: tuple[IPNetwork, ...] = option(
+        "", "forwarders' IP addresses or networks, not checked (forwarding breaks SPF)", NETWORKS
+    )
+    trusted_forwarder_names: tuple[str, ...] = option(
+        "", "forwarders' verified host names (or .domain suffixes), not checked", WORDS
+    )
+    timeout: float = option("10s", "bound for one whole SPF evaluation", DURATION)
+
+
+@dataclass(frozen=True, slots=True)
+class SpfResult:
+    """One identity's SPF result."""
+
+    identity: str  # "mailfrom" or "helo"
+    domain: str
+    result: str
+    explanation: str = ""
+
+
+def evaluate(
+    ip: IPAddress, sender: str, helo: str, dns: DnsView, timeout: float
+) -> tuple[str, str]:
+    """pyspf's (result, explanation) for MAIL FROM ``sender`` ('' for the HELO identity), with
+    every DNS question going to ``dns``; never raises."""
+    try:
+        with PYSPF.using(dns):
+            query = pyspf.query(i=str(ip), s=sender, h=helo, timeout=timeout, querytime=timeout)
+            result, _code, explanation = query.check()
+    except Exception:  # pyspf on hostile input: the sender retries, never a 5xx
+        log.exception("spf: evaluation failed for ip=%s sender=%s helo=%s", ip, sender, helo)
+        return "temperror", "internal error"
+    return result, explanation or ""
+
+
+def _is_forwarder(connection: Connection, settings: SpfSettings) -> bool:
+    ip = connection.client_ip
+    if ip is not None and any(ip in network for network in settings.trusted_forwarders):
+        return True
+    name = connection.client_name.lower().rstrip(".")
+    return any(
+        name == entry.lower().lstrip(".") or name.endswith("." + entry.lower().lstrip("."))
+        for entry in settings.trusted_forwarder_names
+    )
+
+
+def _helo_domain(helo: str) -> str:
+    """The HELO name when it can be an SPF identity (a domain, not an address literal)."""
+    name = helo.strip().rstrip(".").lower()
+    return "" if not name or name.startswith("[") or _is_ip(name) else name
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def identities(facts: Facts, settings: SpfSettings, dns: DnsView) -> list[SpfResult]:
+    """The SPF results of this transaction: MAIL FROM (unless null) and HELO."""
+    connection, envelope = facts.connection, facts.envelope
+    ip, results = connection.client_ip, []
+    helo = _helo_domain(connection.helo)
+    if ip is None or envelope is None:
+        return results
+    sender = envelope.sender
+    if isinstance(sender, Mailbox) and sender.domain and sender.literal is None:
+        address = f"{sender.local_part}@{sender.domain}"
+        result, explanation = evaluate(ip, address, helo or sender.domain, dns, settings.timeout)
+        results.append(SpfResult("mailfrom", address, result, explanation))
+    if helo and (settings.check_helo or isinstance(sender, NullPath)):
+        result, explanation = evaluate(ip, "", helo, dns, settings.timeout)
+        results.append(SpfResult("helo", helo, result, explanation))
+    return results
+
+
+def auth_result(result: SpfResult) -> AuthResult:
+    """The Authentication-Results entry for one identity."""
+    return AuthResult("spf", result.result, properties=(("smtp", result.identity, result.domain),))
+
+
+def _quoted(text: str) -> str:
+    return '"' + printable(text, 200).replace('"', "'").replace("\\", "/") + '"'
+
+
+def received_spf(result: SpfResult, connection: Connection, receiver: str) -> str:
+    """A Received-SPF field value (RFC 7208 section 9.1) for the deciding identity."""
+    comment = printable(result.explanation, 200).replace("(", "[").replace(")", "]")
+    return (
+        f"{result.result} ({receiver}: {comment or result.result}) "
+        f"client-ip={connection.client_text}; envelope-from={_quoted(result.domain)}; "
+        f"helo={_quoted(connection.helo)}; identity={result.identity}; receiver={receiver};"
+    )
+
+
+def check_mail(facts: Facts, settings: SpfSettings, services: Services) -> Verdict | None:
+    """Evaluate SPF and apply the configured action for the deciding identity's result."""
+    connection = facts.connection
+    if connection.exempt or _is_forwarder(connection, settings):
+        return None
+    results = identities(facts, settings, services.dns)
+    if not results:
+        return None
+    deciding = results[0]  # MAIL FROM when there is one, else HELO
+    action = getattr(settings, f"on_{deciding.result}", "continue")
+    auth = tuple(auth_result(r) for r in results)
+    subject = "HELO " + deciding.domain if deciding.identity == "helo" else deciding.domain
+    reason = f"{subject}: {deciding.result}"
+    if deciding.result == "fail":
+        reason = f"{subject} does not designate {connection.client_text} as permitted sender"
+        if deciding.explanation:
+            reason += f": {printable(deciding.explanation, 200)}"
+    elif deciding.result == "temperror":
+        reason = f"cannot evaluate SPF of {subject} now ({deciding.explanation})"
+    if action == "tempfail":
+        verdict = tempfail(NAME, deciding.result, reason, Replies.TEMPORARY_DNS)
+    else:
+        severity = {"continue": "off"}.get(action, action)
+        verdict = by_severity(severity, NAME, deciding.result, reason)
+    headers: tuple[tuple[str, str], ...] = ()
+    if settings.received_spf:
+        value = received_spf(deciding, connection, services.site.authserv_id)
+        headers = (("Received-SPF", value),)
+    return dataclasses.replace(verdict, auth=auth, headers=headers)
+
+
+CHECK = Check(
+    name=NAME,
+    summary="evaluate SPF for MAIL FROM and HELO; act per result",
+    settings=SpfSettings,
+    stages={Stage.MAIL: check_mail},
+)
