@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from .dns import DnsResult, Found, Query, Unknown
 from .errors import ValueParseError
+from .notices import Notices
 from .options import ValueType, joined, parse_domain_name, split_list
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
@@ -160,3 +161,26 @@ def score(
             for zone in zones
         )
     )
+
+
+def warn_unusable(notices: Notices, check: str, result: Score) -> None:
+    """Warn about zones whose answers were not counted, at most once a minute per zone.
+
+    Such answers are silent in the verdicts (they never count), so without this the admin
+    would not learn that a zone refuses the resolver or has gone wild."""
+    for zone in result.zones_with(Answer.ERROR_CODE):
+        notices.warn(
+            f"{check}-refused:{zone.name}",
+            "%s: %s answers with an error code (127.255.255.x, or 127.0.1.255 from a domain "
+            "list): it refuses queries from this resolver (a public resolver, or over quota) "
+            "or the query itself; its listings are not counted",
+            check,
+            zone.name,
+        )
+    for zone in result.zones_with(Answer.OUTSIDE_LOOPBACK):
+        notices.warn(
+            f"{check}-outside:{zone.name}",
+            "%s: %s answers outside 127.0.0.0/8 (wildcarded or expired zone?); not counted",
+            check,
+            zone.name,
+        )

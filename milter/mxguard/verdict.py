@@ -36,6 +36,8 @@ class Replies:
     TEMPORARY_DNS = Reply("451", "4.4.3")
     LOCKED_OUT = Reply("450", "4.7.1")
     INTERNAL_ERROR = Reply("451", "4.3.0")
+    BAD_SENDER_DOMAIN = Reply("550", "5.1.8")
+    BAD_SENDER_SYNTAX = Reply("501", "5.1.7")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +67,7 @@ class Verdict:
     auth: tuple[AuthResult, ...] = ()
     monitored: Action | None = None  # the action monitor mode held back
     headers: tuple[tuple[str, str], ...] = ()  # fields to add at end of message (Received-SPF)
+    weight: int = 0  # a blocklist tag's listing weight, which a later blocklist check adds to
 
     @property
     def refuses(self) -> bool:

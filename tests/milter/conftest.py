@@ -22,6 +22,7 @@ BASE_CONFIG = {
     "dns": {"nameservers": "127.0.0.1:9", "timeout": "1s"},
     "rdns": {"enabled": "no"},
     "spf": {"enabled": "no"},
+    "sender": {"enabled": "no"},
 }
 
 

@@ -175,9 +175,7 @@ def test_pyspf_evaluates_through_the_hook(resolver: Resolver, monkeypatch) -> No
     with PYSPF.using(ConnectionLookups(resolver)):
         result, _explanation = spf.check2(i="192.0.2.7", s="a@example.test", h="mx.example.test")
         assert result == "pass"
-        result, _explanation = spf.check2(
-            i="198.51.100.7", s="a@example.test", h="mx.example.test"
-        )
+        result, _explanation = spf.check2(i="198.51.100.7", s="a@example.test", h="mx.example.test")
         assert result == "fail"
     # Outside an evaluation pyspf gets no DNS at all: a temporary error, never a bypass.
     assert spf.check2(i="192.0.2.7", s="a@example.test", h="mx.example.test")[0] == "temperror"

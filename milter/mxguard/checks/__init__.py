@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from ..check import Check
-from . import access, dnsbl, helo, rdns, relay, spf
+from . import access, dnsbl, helo, rdns, relay, rhsbl, sender, spf, spoof
 
 ALL_CHECKS: tuple[Check, ...] = (
     access.CHECK,
     relay.CHECK,
     helo.CHECK,
     spf.CHECK,
+    spoof.CHECK,
+    sender.CHECK,
     rdns.CHECK,
     dnsbl.CHECK,
+    rhsbl.CHECK,
 )

@@ -19,7 +19,7 @@ Outcomes: dnsbl.listed, dnsbl.below-threshold, dnsbl.could-not-tell.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import listing
 from ..check import Check, Services
@@ -74,19 +74,7 @@ def decide(facts: Facts, settings: DnsblSettings, services: Services) -> Verdict
         return None
     answers = services.dns.lookup_all(listing.queries(settings.zones, names))
     result = listing.score(settings.zones, names, answers)
-    for zone in result.zones_with(Answer.ERROR_CODE):
-        services.notices.warn(
-            f"dnsbl-refused:{zone.name}",
-            "dnsbl: %s answers with an error code (127.255.255.x): it refuses queries from "
-            "this resolver (a public resolver, or over quota); its listings are not counted",
-            zone.name,
-        )
-    for zone in result.zones_with(Answer.OUTSIDE_LOOPBACK):
-        services.notices.warn(
-            f"dnsbl-outside:{zone.name}",
-            "dnsbl: %s answers outside 127.0.0.0/8 (wildcarded or expired zone?); not counted",
-            zone.name,
-        )
+    listing.warn_unusable(services.notices, NAME, result)
     ip = connection.client_text
     listed = result.listed()
     if listed and result.total >= settings.threshold:
@@ -96,11 +84,13 @@ def decide(facts: Facts, settings: DnsblSettings, services: Services) -> Verdict
         return reject(NAME, "listed", text)
     if listed:
         zones = ", ".join(z.name for z, _ in listed)
-        return tag(
+        below = tag(
             NAME,
             "below-threshold",
             f"{ip} listed by {zones} (weight {result.total} of {settings.threshold})",
         )
+        # The weight lets the rhsbl check add this listing to its own total.
+        return replace(below, weight=result.total)
     unknown = result.zones_with(Answer.UNKNOWN)
     if unknown:
         zones = ", ".join(z.name for z in unknown)

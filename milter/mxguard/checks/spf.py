@@ -9,11 +9,12 @@ action is an option (``continue``, ``tag``, ``reject`` or ``tempfail``):
 
     pass, neutral, none -> continue    softfail, permerror -> tag
     fail -> reject (550 5.7.1 spf: ..., with the domain's exp= explanation)
-    temperror -> tempfail (451 4.4.3)
+    temperror -> tempfail (451 4.4.3; any other result set to tempfail: 451 4.7.1)
 
 Every lookup goes through the project's resolver (cached, bounded); RFC 7208's limits (10
-DNS-querying terms, 2 void lookups) are pyspf's, and ``timeout`` bounds the whole evaluation,
-well inside Postfix's milter_command_timeout. Both results go into Authentication-Results
+DNS-querying terms, 2 void lookups) are pyspf's, and ``timeout`` bounds the whole check (both
+identities; a question already asked when it runs out is waited for, one [dns] timeout at
+most), well inside Postfix's milter_command_timeout. Both results go into Authentication-Results
 (``spf=... smtp.mailfrom=...`` and ``spf=... smtp.helo=...``); ``received_spf = yes`` also adds
 a Received-SPF field.
 
@@ -25,13 +26,15 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import logging
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import spf as pyspf
 
 from ..address import Mailbox, NullPath
 from ..check import Check, DnsView, Services
-from ..dns import PYSPF
+from ..dns import PYSPF, DnsResult, Query, Unknown
 from ..facts import Connection, Facts, IPAddress, Stage
 from ..options import BOOL, DURATION, NETWORKS, WORDS, CheckSettings, IPNetwork, choice, option
 from ..textutil import printable
@@ -55,7 +58,10 @@ class SpfSettings(CheckSettings):
     on_fail: str = option("reject", "action for fail (-all): 550 5.7.1", ACTION)
     on_softfail: str = option("tag", "action for softfail (~all)", ACTION)
     on_permerror: str = option("tag", "action for a broken SPF record", ACTION)
-    on_temperror: str = option("tempfail", "action for a DNS failure: 451 4.4.3", ACTION)
+    # A DNS failure may never become a 5xx: the sender must be able to retry.
+    on_temperror: str = option(
+        "tempfail", "action for a DNS failure: 451 4.4.3", choice("continue", "tag", "tempfail")
+    )
     check_helo: bool = option("yes", "also evaluate the HELO identity", BOOL)
     received_spf: bool = option("no", "add a Received-SPF header field", BOOL)
     trusted_forwarders: tuple[IPNetwork, ...] = option(
@@ -64,7 +70,9 @@ class SpfSettings(CheckSettings):
     trusted_forwarder_names: tuple[str, ...] = option(
         "", "forwarders' verified host names (or .domain suffixes), not checked", WORDS
     )
-    timeout: float = option("10s", "bound for one whole SPF evaluation", DURATION)
+    timeout: float = option(
+        "10s", "bound for the whole SPF check, both identities (plus one [dns] timeout)", DURATION
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +85,50 @@ class SpfResult:
     explanation: str = ""
 
 
+class _Bounded:
+    """A DNS view that stops asking once the check's time is up: its questions are then
+    answered "could not tell" at once (pyspf's temperror).
+
+    pyspf's own bound (``querytime``) counts only the questions that were answered, and pyspf
+    ignores a failed exp= lookup and goes on: without this, a record whose includes each name
+    an exp= target that times out holds the connection one DNS timeout per include."""
+
+    def __init__(self, dns: DnsView, deadline: float) -> None:
+        self._dns = dns
+        self.deadline = deadline
+
+    def lookup(self, name: str, rdtype: str) -> DnsResult:
+        """The answer from the wrapped view, or Unknown once the time is up."""
+        if time.monotonic() >= self.deadline:
+            return Unknown("not asked: SPF time limit reached")
+        return self._dns.lookup(name, rdtype)
+
+    def lookup_all(self, queries: Iterable[Query]) -> dict[Query, DnsResult]:
+        """Answers for several questions, each as :meth:`lookup` gives it."""
+        return {query: self.lookup(query.name, query.rdtype) for query in queries}
+
+
 def evaluate(
-    ip: IPAddress, sender: str, helo: str, dns: DnsView, timeout: float
+    ip: IPAddress,
+    sender: str,
+    helo: str,
+    dns: DnsView,
+    timeout: float,
+    deadline: float | None = None,
 ) -> tuple[str, str]:
     """pyspf's (result, explanation) for MAIL FROM ``sender`` ('' for the HELO identity), with
-    every DNS question going to ``dns``; never raises."""
+    every DNS question going to ``dns``; never raises.
+
+    No question is asked after ``timeout`` seconds, or after ``deadline`` (a time.monotonic()
+    value) when one is given, so that several evaluations can share one bound."""
+    if deadline is None:
+        deadline = time.monotonic() + timeout
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return "temperror", "SPF Temporary Error: SPF time limit reached"
     try:
-        with PYSPF.using(dns):
-            query = pyspf.query(i=str(ip), s=sender, h=helo, timeout=timeout, querytime=timeout)
+        with PYSPF.using(_Bounded(dns, deadline)):
+            query = pyspf.query(i=str(ip), s=sender, h=helo, timeout=remaining, querytime=remaining)
             result, _code, explanation = query.check()
     except Exception:  # pyspf on hostile input: the sender retries, never a 5xx
         log.exception("spf: evaluation failed for ip=%s sender=%s helo=%s", ip, sender, helo)
@@ -97,8 +141,9 @@ def _is_forwarder(connection: Connection, settings: SpfSettings) -> bool:
     if ip is not None and any(ip in network for network in settings.trusted_forwarders):
         return True
     name = connection.client_name.lower().rstrip(".")
+    # "host.example" is that host; ".example" is any name under example.
     return any(
-        name == entry.lower().lstrip(".") or name.endswith("." + entry.lower().lstrip("."))
+        name.endswith(entry.lower()) if entry.startswith(".") else name == entry.lower()
         for entry in settings.trusted_forwarder_names
     )
 
@@ -125,12 +170,15 @@ def identities(facts: Facts, settings: SpfSettings, dns: DnsView) -> list[SpfRes
     if ip is None or envelope is None:
         return results
     sender = envelope.sender
+    deadline = time.monotonic() + settings.timeout  # one bound for both identities
     if isinstance(sender, Mailbox) and sender.domain and sender.literal is None:
         address = f"{sender.local_part}@{sender.domain}"
-        result, explanation = evaluate(ip, address, helo or sender.domain, dns, settings.timeout)
+        result, explanation = evaluate(
+            ip, address, helo or sender.domain, dns, settings.timeout, deadline
+        )
         results.append(SpfResult("mailfrom", address, result, explanation))
     if helo and (settings.check_helo or isinstance(sender, NullPath)):
-        result, explanation = evaluate(ip, "", helo, dns, settings.timeout)
+        result, explanation = evaluate(ip, "", helo, dns, settings.timeout, deadline)
         results.append(SpfResult("helo", helo, result, explanation))
     return results
 
@@ -174,7 +222,9 @@ def check_mail(facts: Facts, settings: SpfSettings, services: Services) -> Verdi
     elif deciding.result == "temperror":
         reason = f"cannot evaluate SPF of {subject} now ({deciding.explanation})"
     if action == "tempfail":
-        verdict = tempfail(NAME, deciding.result, reason, Replies.TEMPORARY_DNS)
+        # 4.4.3 says "DNS failure"; a policy deferral (on_softfail = tempfail ...) is 4.7.1.
+        code = Replies.TEMPORARY_DNS if deciding.result == "temperror" else Replies.TEMPORARY
+        verdict = tempfail(NAME, deciding.result, reason, code)
     else:
         severity = {"continue": "off"}.get(action, action)
         verdict = by_severity(severity, NAME, deciding.result, reason)
