@@ -18,11 +18,13 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from .dns import DnsResult, Found, Query, Unknown
 from .errors import ValueParseError
 from .notices import Notices
 from .options import ValueType, joined, parse_domain_name, split_list
+from .textutil import printable
 
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 ERROR_ANSWERS = ipaddress.ip_network("127.255.255.0/24")
@@ -184,3 +186,11 @@ def warn_unusable(notices: Notices, check: str, result: Score) -> None:
             check,
             zone.name,
         )
+
+
+def explanation(dns: Any, name: str) -> str:
+    """The zone's TXT text for a listed name, if it publishes one (often a lookup URL)."""
+    result = dns.lookup(name, "TXT")
+    if isinstance(result, Found) and result.records:
+        return printable(result.texts()[0], 200)
+    return ""

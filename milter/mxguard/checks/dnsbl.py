@@ -23,11 +23,10 @@ from dataclasses import dataclass, replace
 
 from .. import listing
 from ..check import Check, Services
-from ..dns import Found, Query
+from ..dns import Query
 from ..facts import Facts, Stage
 from ..listing import ZONES, Answer, Zone
 from ..options import INT, CheckSettings, choice, option
-from ..textutil import printable
 from ..verdict import Verdict, reject, tag
 
 NAME = "dnsbl"
@@ -79,7 +78,7 @@ def decide(facts: Facts, settings: DnsblSettings, services: Services) -> Verdict
     listed = result.listed()
     if listed and result.total >= settings.threshold:
         zone, name = listed[0]
-        explanation = _txt(services, name)
+        explanation = listing.explanation(services.dns, name)
         text = f"{ip} listed by {zone.name}" + (f": {explanation}" if explanation else "")
         return reject(NAME, "listed", text)
     if listed:
@@ -96,14 +95,6 @@ def decide(facts: Facts, settings: DnsblSettings, services: Services) -> Verdict
         zones = ", ".join(z.name for z in unknown)
         return tag(NAME, "could-not-tell", f"no answer from {zones} for {ip}")
     return None
-
-
-def _txt(services: Services, name: str) -> str:
-    """The zone's TXT text for a listing, if it publishes one (it often names a lookup URL)."""
-    result = services.dns.lookup(name, "TXT")
-    if isinstance(result, Found) and result.records:
-        return printable(result.texts()[0], 200)
-    return ""
 
 
 CHECK = Check(

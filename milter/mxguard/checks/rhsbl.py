@@ -43,7 +43,6 @@ from ..dns import DnsResult, Found, Query
 from ..facts import Facts, Stage
 from ..listing import ZONES, Answer, Score, Zone
 from ..options import INT, CheckSettings, choice, option
-from ..textutil import printable
 from ..verdict import Verdict, reject, tag
 from .helo import parse_helo
 
@@ -173,7 +172,7 @@ def decide(facts: Facts, settings: RhsblSettings, services: Services) -> Verdict
     total = own + (dnsbl.weight if dnsbl else 0)
     if listed and total >= settings.threshold:
         zone, name = listed[0]
-        explanation = _txt(services, name)
+        explanation = listing.explanation(services.dns, name)
         text = f"{domain_of[name]} listed by {zone.name}"
         text += f": {explanation}" if explanation else ""
         if dnsbl is not None and own < settings.threshold:
@@ -193,14 +192,6 @@ def decide(facts: Facts, settings: RhsblSettings, services: Services) -> Verdict
         names = ", ".join(dict.fromkeys(ask.domain for ask in questions))
         return tag(NAME, "could-not-tell", f"no answer from {', '.join(unknown)} for {names}")
     return None
-
-
-def _txt(services: Services, name: str) -> str:
-    """The zone's TXT text for a listing, if it publishes one (it often names a lookup URL)."""
-    result = services.dns.lookup(name, "TXT")
-    if isinstance(result, Found) and result.records:
-        return printable(result.texts()[0], 200)
-    return ""
 
 
 CHECK = Check(
