@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 "trusted_networks = 192.0.2.0/24\n"
                 f"[dns]\nnameservers = {dns.address}\n"
                 "[dnsbl]\nzones = zen.bench.test=3, bl.bench.test=1\nthreshold = 3\n"
+                "[rhsbl]\nzones = dbl.bench.test=3\nthreshold = 3\n"
             ),
         )
         resolver = Resolver(settings.dns.nameservers, settings.dns.timeout, 10000)

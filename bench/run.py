@@ -1073,6 +1073,7 @@ def mxguard_config(
         "dns": {"nameservers": dns_address},
         # Two blocklists (not listing the client: NXDOMAIN, cached like the real DNS).
         "dnsbl": {"zones": "zen.bench.test=3, bl.bench.test=1", "threshold": "3"},
+        "rhsbl": {"zones": "dbl.bench.test=3", "threshold": "3"},
         "state": {"url": f"sqlite:///{state_dir / 'state.db'}"},
         "logging": {"level": "warning"},
     }

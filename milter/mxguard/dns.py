@@ -14,6 +14,7 @@ through :func:`spf_lookup_function` and :func:`dkim_txt_function`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import threading
@@ -95,6 +96,22 @@ def _record(rdata: Any) -> Any:
     return rdata.to_text()
 
 
+@dataclass(frozen=True, slots=True)
+class _Typed:
+    """A typed answer with the expiry time of the wire answer it came from (as the dnspython
+    cache expects of its values)."""
+
+    result: DnsResult
+    expiration: float
+
+
+@functools.lru_cache(maxsize=4096)
+def _question(name: str, rdtype: str) -> tuple[dns.name.Name, dns.rdatatype.RdataType]:
+    """dnspython's parsed form of a question; parsing costs more than the cache lookup itself,
+    and a busy MX asks about the same names again and again."""
+    return dns.name.from_text(name), dns.rdatatype.from_text(rdtype)
+
+
 def _failure_reason(error: dns.resolver.NoNameservers) -> str:
     """Name what the servers said: SERVFAIL, REFUSED, or that none answered usefully."""
     rcodes = set()
@@ -131,30 +148,42 @@ class Resolver:
         self._resolver.timeout = timeout
         self._resolver.lifetime = timeout
         self._resolver.cache = dns.resolver.LRUCache(cache_size) if cache_size else None
+        self._typed = dns.resolver.LRUCache(cache_size) if cache_size else None
         self.timeout = timeout
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mxguard-dns")
 
     def cached(self, name: str, rdtype: str) -> DnsResult | None:
         """The answer from the cache (positive or negative), or None when it is not there.
 
-        The same cache entries dnspython's own resolution reads, without the cost of a
-        resolution; on a busy MX most questions are answered here."""
-        cache = self._resolver.cache
-        if cache is None:
+        dnspython's cache holds the wire answers, keyed by parsed names whose hashing is slow;
+        the typed answers are kept beside them, keyed by the question's text, with the same
+        expiry time, in a second dnspython LRU cache. On a busy MX most questions end here."""
+        if self._typed is None:
             return None
+        entry = self._typed.get((name, rdtype))
+        if entry is not None:
+            return entry.result
+        found = self._from_wire_cache(name, rdtype)
+        if found is None:
+            return None
+        self._typed.put((name, rdtype), found)
+        return found.result
+
+    def _from_wire_cache(self, name: str, rdtype: str) -> _Typed | None:
+        cache = self._resolver.cache
         try:
-            qname = dns.name.from_text(name)
-            qtype = dns.rdatatype.from_text(rdtype)
+            qname, qtype = _question(name, rdtype)
         except Exception:
             return None  # a bad name or type: the full path gives the proper answer
         answer = cache.get((qname, qtype, dns.rdataclass.IN))
         if answer is not None:
             if answer.rrset is None:
-                return NotFound(nxdomain=False)
-            return Found(tuple(_record(rdata) for rdata in answer), answer.rrset.ttl)
+                return _Typed(NotFound(nxdomain=False), answer.expiration)
+            records = tuple(_record(rdata) for rdata in answer)
+            return _Typed(Found(records, answer.rrset.ttl), answer.expiration)
         negative = cache.get((qname, dns.rdatatype.ANY, dns.rdataclass.IN))
         if negative is not None and negative.response.rcode() == dns.rcode.NXDOMAIN:
-            return NotFound(nxdomain=True)
+            return _Typed(NotFound(nxdomain=True), negative.expiration)
         return None
 
     def lookup(self, name: str, rdtype: str) -> DnsResult:

@@ -29,6 +29,7 @@ Outcomes: helo.forged, helo.non-fqdn, helo.syntax.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -64,6 +65,7 @@ class HeloSettings(CheckSettings):
     )
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and asked by several checks per transaction
 def parse_helo(text: str) -> Domain | str:
     """The HELO name as a Domain (name normalised, or the literal), or what is wrong with it."""
     if not text:
