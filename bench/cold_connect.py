@@ -48,14 +48,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def time_connection(client: MtaClient, ip: str) -> float:
-    """Seconds from CONNECT to the reply to RCPT (the first step every configuration answers)."""
+    """Seconds from CONNECT to the first reply the MTA waits for (MAIL's or RCPT's)."""
     client.negotiate()
     started = time.perf_counter()
     client.macros(C.SMFIC_CONNECT, j="mx.example.test")
     client.connect_step(ip, hostname=f"[{ip}]")
     client.helo("client.bench.test")
-    client.mail("<someone@sender.bench.test>")
-    reply = client.rcpt("<alice@example.test>")
+    reply = client.mail("<someone@sender.bench.test>") or client.rcpt("<alice@example.test>")
     elapsed = time.perf_counter() - started
     assert reply == (C.SMFIR_CONTINUE, {}), reply
     client.quit()
@@ -79,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
                 },
                 "dns": {"nameservers": dns.address, "timeout": "5s"},
                 "dnsbl": {"zones": ", ".join(zones)},
+                # Only the connect-time questions are measured: the MAIL FROM checks (with
+                # their own, later questions) are off.
+                "spf": {"enabled": "no"},
+                "spoof": {"enabled": "no"},
+                "sender": {"enabled": "no"},
                 "state": {"url": f"sqlite:///{work}/state.db"},
                 "logging": {"level": "warning"},
             },
