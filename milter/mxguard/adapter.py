@@ -30,7 +30,7 @@ from .facts import (
 from .headers import AUTH_RESULTS, TRACE, authentication_results, forged_fields, trace_header
 from .runtime import Runtime, RuntimeHolder
 from .textutil import printable
-from .verdict import Action, Replies, Verdict
+from .verdict import Action, ChangeSender, Replies, Verdict
 
 log = logging.getLogger("mxguard.decision")
 errors = logging.getLogger("mxguard.adapter")
@@ -315,6 +315,12 @@ class MxguardMilter(Milter.Base):
         for verdict in verdicts:
             for name, value in verdict.headers:
                 self.addheader(name, value, 0)
+            for edit in verdict.envelope:
+                if isinstance(edit, ChangeSender):
+                    self.chgfrom(edit.address)
+                else:
+                    self.delrcpt(edit.old)
+                    self.addrcpt(edit.new)
         self.addheader(TRACE, trace_header(authserv_id, verdicts), 0)
         self.addheader(AUTH_RESULTS, authentication_results(authserv_id, verdicts), 0)
 

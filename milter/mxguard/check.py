@@ -61,6 +61,9 @@ class Check:
     # Turns the settings into what the stage functions receive (e.g. with data files loaded);
     # it may log problems but must not fail. None: the settings themselves.
     prepare: Callable[[Any], Any] | None = None
+    # Functions that see every stage result, even after another check refused (the harvest
+    # check counts refused recipients); what they return is ignored.
+    observers: Mapping[Stage, StageFunction] = field(default_factory=dict)
     # The stages the check decides at for these settings (e.g. a configurable reject stage);
     # None: every stage in ``stages``.
     decides_at: Callable[[Any], Iterable[Stage]] | None = None

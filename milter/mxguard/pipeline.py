@@ -57,17 +57,33 @@ class Pipeline:
         self._prefetching = {
             stage: [e for e in entries if stage in e.check.prefetch] for stage in Stage
         }
+        self._observing = {
+            stage: [e for e in entries if stage in e.check.observers] for stage in Stage
+        }
 
     def acts_on(self, stage: Stage) -> bool:
         """True when some enabled check decides at ``stage`` (so the MTA must wait for us)."""
         return bool(self._deciding[stage])
 
     def wants(self, stage: Stage) -> bool:
-        """True when some check decides at ``stage`` or asks DNS questions there."""
-        return bool(self._deciding[stage] or self._prefetching[stage])
+        """True when some check decides, asks DNS questions or observes at ``stage``."""
+        return bool(self._deciding[stage] or self._prefetching[stage] or self._observing[stage])
 
     def run(self, stage: Stage, facts: Facts, services: Services) -> StageResult:
         """Run the checks of ``stage`` on ``facts`` and return the stage's decision."""
+        result = self._decide(stage, facts, services)
+        if self._observing[stage]:
+            self._observe(stage, replace(facts, earlier=facts.earlier + result.verdicts), services)
+        return result
+
+    def _observe(self, stage: Stage, facts: Facts, services: Services) -> None:
+        for entry in self._observing[stage]:
+            try:
+                entry.check.observers[stage](facts, entry.prepared, services)
+            except Exception:
+                log.exception("check=%s stage=%s: observer failed", entry.check.name, stage)
+
+    def _decide(self, stage: Stage, facts: Facts, services: Services) -> StageResult:
         allowed = any(v.action is Action.ALLOW for v in facts.earlier)
         self._prefetch(stage, facts, services, allowed)
         verdicts: list[Verdict] = []

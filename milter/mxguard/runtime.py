@@ -14,6 +14,7 @@ from .dns import ConnectionLookups, Resolver
 from .facts import IPAddress
 from .notices import Notices
 from .pipeline import Pipeline
+from .store import open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,7 @@ def build_runtime(settings: Settings, resolver: Resolver | None = None) -> Runti
         pipeline=Pipeline(settings.ordered_checks()),
         resolver=resolver,
         notices=Notices(time.time),
+        store=open_store(settings.state.url),
     )
 
 

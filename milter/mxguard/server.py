@@ -23,8 +23,8 @@ log = logging.getLogger("mxguard")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
-# Header edits now; later checks add envelope and quarantine actions here.
-ACTIONS = milter.ADDHDRS | milter.CHGHDRS
+# Header edits, and the envelope edits of BATV (sender rewriting, tagged recipients).
+ACTIONS = milter.ADDHDRS | milter.CHGHDRS | milter.CHGFROM | milter.ADDRCPT | milter.DELRCPT
 
 
 def _register_callbacks(holder: RuntimeHolder) -> None:

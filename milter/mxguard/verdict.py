@@ -51,6 +51,24 @@ class AuthResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ChangeSender:
+    """At end of message, replace the envelope sender (smfi_chgfrom)."""
+
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplaceRecipient:
+    """At end of message, deliver to ``new`` instead of ``old`` (smfi_delrcpt + smfi_addrcpt)."""
+
+    old: str
+    new: str
+
+
+EnvelopeEdit = ChangeSender | ReplaceRecipient
+
+
+@dataclass(frozen=True, slots=True)
 class Verdict:
     """The decision of one check at one stage.
 
@@ -67,6 +85,7 @@ class Verdict:
     auth: tuple[AuthResult, ...] = ()
     monitored: Action | None = None  # the action monitor mode held back
     headers: tuple[tuple[str, str], ...] = ()  # fields to add at end of message (Received-SPF)
+    envelope: tuple[EnvelopeEdit, ...] = ()  # envelope changes to make at end of message
     weight: int = 0  # a blocklist tag's listing weight, which a later blocklist check adds to
 
     @property
