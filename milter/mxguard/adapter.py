@@ -291,6 +291,10 @@ class MxguardMilter(Milter.Base):
         # libmilter treats % as a format character in reply text.
         text = printable(decision.text, 400).replace("%", "%%")
         self.setreply(reply.smtp_code, reply.dsn_code, text)
+        if decision.action is Action.REJECT and reply.smtp_code.startswith("4"):
+            # A final decision with a 4xx reply (the harvest lock-out): libmilter sends a
+            # reply code only when it matches the return code, else Postfix's generic 550.
+            return Milter.TEMPFAIL
         return RETURN_CODES[decision.action]
 
     def _internal_error(self) -> int:

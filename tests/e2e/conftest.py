@@ -43,7 +43,7 @@ ns.example.test.         IN A    127.0.0.1
 sender.example.          IN SOA  ns.sender.example. hostmaster.sender.example. 1 3600 600 86400 60
 sender.example.          IN NS   ns.sender.example.
 sender.example.          IN MX   10 client.sender.example.
-sender.example.          IN TXT  "v=spf1 ip4:127.0.0.1 ip4:127.0.0.2 -all"
+sender.example.          IN TXT  "v=spf1 ip4:127.0.0.1 ip4:127.0.0.2 ip4:127.0.0.3 -all"
 _dmarc.sender.example.   IN TXT  "v=DMARC1; p=none"
 client.sender.example.   IN A    127.0.0.1
 ns.sender.example.       IN A    127.0.0.1
@@ -67,6 +67,7 @@ dnsbl.test.              IN SOA  ns.example.test. hostmaster.example.test. 1 360
 """
 
 LISTED_CLIENT = "127.0.0.2"
+HARVESTER = "127.0.0.3"  # a client address of its own, so its lock-out touches no other test
 
 USE_NOOP = os.environ.get("MXGUARD_E2E_MILTER", "mxguard").strip().lower() == "noop"
 KEEP = os.environ.get("MXGUARD_E2E_KEEP", "") not in ("", "0", "no")
@@ -150,8 +151,17 @@ def mxguard_config(socket: str, dns: TestDnsServer, base: Path) -> dict[str, dic
         },
         "dns": {"nameservers": dns.address, "timeout": "2s"},
         "dnsbl": {"zones": "dnsbl.test=1"},
+        "recipients": {"file": str(_recipients_file(base))},
+        "harvest": {"max_unknown": "3", "window": "10m", "lockout": "1h"},
         "state": {"url": f"sqlite:///{base / 'state.db'}"},
     }
+
+
+def _recipients_file(base: Path) -> Path:
+    """The mailboxes mxguard knows: the test users (Postfix's catch-all takes the rest)."""
+    path = base / "recipients"
+    path.write_text("alice@example.test\nbob@example.test\npostmaster@example.test\n")
+    return path
 
 
 @pytest.fixture(scope="module")

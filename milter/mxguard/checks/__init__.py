@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 from ..check import Check
-from . import access, dnsbl, helo, rdns, relay, rhsbl, sender, spf, spoof
+from . import (
+    access,
+    backscatter,
+    dnsbl,
+    greylist,
+    harvest,
+    helo,
+    rdns,
+    recipients,
+    relay,
+    rhsbl,
+    sender,
+    spf,
+    spoof,
+)
 
 ALL_CHECKS: tuple[Check, ...] = (
     access.CHECK,
@@ -15,4 +29,8 @@ ALL_CHECKS: tuple[Check, ...] = (
     rdns.CHECK,
     dnsbl.CHECK,
     rhsbl.CHECK,
+    harvest.CHECK,
+    recipients.CHECK,
+    backscatter.CHECK,
+    greylist.CHECK,
 )
