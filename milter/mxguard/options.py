@@ -176,6 +176,13 @@ DURATION = ValueType(
 )
 STRING = ValueType("string", "text", str.strip)
 WORDS = ValueType("list", "a comma-separated list", _parse_words, joined(str))
+SECRETS = ValueType(
+    "secret list",
+    "a comma-separated list of secrets",
+    _parse_words,
+    # check-config prints the effective settings; secrets must not end up in terminals and logs.
+    lambda values: f"({len(values)} hidden)" if values else "",
+)
 DOMAINS = ValueType(
     "domain list", "a comma-separated list of domain names", _parse_domains, joined(str)
 )

@@ -97,3 +97,12 @@ def test_check_config_reports_broken_data_file_lines(tmp_path: Path, capsys) -> 
     ini.write_text(f"[access]\nfiles = {access}\n")
     assert cli.main(["check-config", "-c", str(ini)]) == 0
     assert f"{access}:2:" in capsys.readouterr().err
+
+
+def test_check_config_never_prints_secrets(tmp_path: Path, capsys) -> None:
+    ini = tmp_path / "secret.ini"
+    ini.write_text("[backscatter]\nbatv_secret = new-s3cret, old-s3cret\n")
+    assert cli.main(["check-config", "-c", str(ini)]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out
+    assert "batv_secret = (2 hidden)" in out

@@ -28,7 +28,7 @@ from .. import batv
 from ..address import Mailbox, NullPath, parse_path
 from ..check import Check, Services
 from ..facts import Facts, Stage
-from ..options import BOOL, DURATION, WORDS, CheckSettings, option
+from ..options import BOOL, DURATION, SECRETS, WORDS, CheckSettings, option
 from ..textutil import printable
 from ..verdict import Action, ChangeSender, ReplaceRecipient, Verdict, passed, reject
 from .relay import is_local_domain
@@ -45,7 +45,7 @@ class BackscatterSettings(CheckSettings):
         "",
         "BATV secrets, comma-separated: tags are made with the first and accepted with any "
         "(list a new secret first and keep the old one for a lifetime); empty: BATV off",
-        WORDS,
+        SECRETS,
     )
     batv_required: bool = option(
         "no",
