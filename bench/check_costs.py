@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -79,13 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--transactions", type=int, default=3000)
     args = parser.parse_args(argv)
     zones = (ROOT / "bench" / "zones.txt").read_text()
-    with TestDnsServer(zones) as dns:
+    with TestDnsServer(zones) as dns, tempfile.TemporaryDirectory(prefix="mxguard-costs-") as work:
         settings = config.load(
             "bench.ini",
             text=(
                 "[milter]\nlocal_domains = example.test\nhostnames = mx.example.test\n"
                 "trusted_networks = 192.0.2.0/24\n"
                 f"[dns]\nnameservers = {dns.address}\n"
+                f"[state]\nurl = sqlite:///{work}/state.db\n"
                 "[dnsbl]\nzones = zen.bench.test=3, bl.bench.test=1\nthreshold = 3\n"
                 "[rhsbl]\nzones = dbl.bench.test=3\nthreshold = 3\n"
             ),

@@ -2,8 +2,8 @@
 
 Two backends behind one interface, chosen by ``[state] url``:
 
-* ``sqlite:///path`` (the default): an embedded database in WAL mode, one connection per
-  libmilter thread, expired rows pruned as it goes;
+* ``sqlite:///path`` (the default): an embedded database in WAL mode, a pool of connections
+  shared by libmilter's threads, expired rows pruned as it goes;
 * ``redis://host:port/db``: several MX hosts share one view.
 
 Expiry here is retention only: a check that needs to know *when* something happened stores
@@ -14,6 +14,7 @@ backend raises StoreError; the checks catch it and fail open with a warning.
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import threading
 import time
@@ -73,39 +74,52 @@ CREATE INDEX IF NOT EXISTS sets_expires ON sets (expires);
 
 
 class SqliteStore:
-    """The embedded backend: one WAL database, one connection per thread."""
+    """The embedded backend: one WAL database, connections pooled across threads.
+
+    libmilter starts a thread per SMTP connection, so a connection per thread would mean
+    opening the database for every session; a pool hands each operation an idle connection."""
 
     def __init__(self, path: str, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
-        self._local = threading.local()
+        self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._next_prune = 0.0
 
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            try:
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-                # Autocommit: every statement below is atomic on its own.
-                db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(_SCHEMA)
-            except (sqlite3.Error, OSError) as error:
-                raise StoreError(f"sqlite {self.path}: {error}") from error
-            self._local.db = db
+    def _open(self) -> sqlite3.Connection:
+        try:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            # Autocommit: every statement below is atomic on its own. A connection is used by
+            # one thread at a time (taken from and given back to the pool).
+            db = sqlite3.connect(
+                self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+            )
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as error:
+            raise StoreError(f"sqlite {self.path}: {error}") from error
         return db
 
-    def _run(self, sql: str, parameters: tuple) -> sqlite3.Cursor:
-        now = self._clock()
+    def _db(self) -> sqlite3.Connection:
         try:
-            db = self._db()
+            return self._idle.get_nowait()
+        except queue.Empty:
+            return self._open()
+
+    def _run(self, sql: str, parameters: tuple) -> list[tuple]:
+        now = self._clock()
+        db = self._db()
+        try:
             if now >= self._next_prune:
                 self._prune(db, now)
-            return db.execute(sql, parameters)
+            cursor = db.execute(sql, parameters)
+            rows = cursor.fetchall()
+            return rows
         except sqlite3.Error as error:
             raise StoreError(f"sqlite {self.path}: {error}") from error
+        finally:
+            self._idle.put(db)
 
     def _prune(self, db: sqlite3.Connection, now: float) -> None:
         with self._lock:
@@ -118,22 +132,20 @@ class SqliteStore:
     def incr(self, key: str, window: float) -> int:
         """Add one to a counter that lives ``window`` seconds from its first increment."""
         now = self._clock()
-        row = self._run(
+        rows = self._run(
             "INSERT INTO kv (key, value, expires) VALUES (?, '1', ?) "
             "ON CONFLICT (key) DO UPDATE SET "
             "value = CASE WHEN kv.expires <= ? THEN '1' ELSE CAST(kv.value AS INTEGER) + 1 END, "
             "expires = CASE WHEN kv.expires <= ? THEN excluded.expires ELSE kv.expires END "
             "RETURNING value",
             (key, now + window, now, now),
-        ).fetchone()
-        return int(row[0])
+        )
+        return int(rows[0][0])
 
     def get(self, key: str) -> str | None:
         """The value stored under ``key``, or None (absent or expired)."""
-        row = self._run(
-            "SELECT value FROM kv WHERE key = ? AND expires > ?", (key, self._clock())
-        ).fetchone()
-        return None if row is None else str(row[0])
+        rows = self._run("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, self._clock()))
+        return str(rows[0][0]) if rows else None
 
     def put(self, key: str, value: str, ttl: float) -> None:
         """Store ``value`` under ``key`` for ``ttl`` seconds, replacing any value."""
@@ -146,12 +158,13 @@ class SqliteStore:
     def put_new(self, key: str, value: str, ttl: float) -> bool:
         """Store ``value`` only if ``key`` holds nothing live; True when it was stored."""
         now = self._clock()
-        cursor = self._run(
+        rows = self._run(
             "INSERT INTO kv (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
-            "SET value = excluded.value, expires = excluded.expires WHERE kv.expires <= ?",
+            "SET value = excluded.value, expires = excluded.expires WHERE kv.expires <= ? "
+            "RETURNING 1",
             (key, value, now + ttl, now),
         )
-        return cursor.rowcount == 1
+        return bool(rows)
 
     def add(self, key: str, member: str, ttl: float) -> None:
         """Put ``member`` into the set ``key`` for ``ttl`` seconds."""
@@ -163,11 +176,11 @@ class SqliteStore:
 
     def contains(self, key: str, member: str) -> bool:
         """True when ``member`` is in the set ``key`` and has not expired."""
-        row = self._run(
+        rows = self._run(
             "SELECT 1 FROM sets WHERE key = ? AND member = ? AND expires > ?",
             (key, member, self._clock()),
-        ).fetchone()
-        return row is not None
+        )
+        return bool(rows)
 
     def delete(self, key: str) -> None:
         """Forget ``key`` (value, counter or whole set)."""
@@ -175,11 +188,12 @@ class SqliteStore:
         self._run("DELETE FROM sets WHERE key = ?", (key,))
 
     def close(self) -> None:
-        """Close this thread's connection (other threads' close with their thread)."""
-        db = getattr(self._local, "db", None)
-        if db is not None:
-            db.close()
-            self._local.db = None
+        """Close the idle connections."""
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 class RedisStore:
