@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from miltertest import constants as C
 
 from tests.support.redisserver import RedisServer
 
 from .conftest import start_mxguard
 from .test_protocol import open_transaction
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 def test_greylist_triplets_are_shared_between_mx_hosts(

@@ -11,6 +11,16 @@ from mxguard.dns import DnsResult, NotFound, Query
 from mxguard.notices import Notices
 
 
+class FakeClock:
+    """A clock that stands still until a test moves ``now``."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @dataclass
 class FakeDns:
     """Answers from a dict; everything else does not exist. Records every question asked."""

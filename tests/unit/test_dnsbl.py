@@ -23,6 +23,8 @@ from mxguard.pipeline import Pipeline
 from mxguard.verdict import Action
 from tests.support.dnsserver import TestDnsServer
 
+from .fakes import FakeClock
+
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "dnsbl" / "dnsbl_fixtures.yml"
 
 ZONE = """
@@ -55,17 +57,9 @@ def server() -> Iterator[TestDnsServer]:
         yield dns
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
@@ -80,13 +74,13 @@ def converse(
     resolver: Resolver,
     options: str,
     ip=LISTED,
-    clock: Clock | None = None,
+    clock: FakeClock | None = None,
     notices: Notices | None = None,
     **connection: object,
 ) -> dict[Stage, object]:
     """Run connect, helo, mail and rcpt through a pipeline with only the dnsbl check."""
     settings = config.load("t.ini", text="[dnsbl]\n" + options)
-    clock = clock or Clock()
+    clock = clock or FakeClock()
     services = Services(
         site=settings.milter,
         dns=ConnectionLookups(resolver),

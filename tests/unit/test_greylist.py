@@ -23,26 +23,12 @@ from mxguard.store import RedisStore, SqliteStore, Store
 from mxguard.verdict import Action, AuthResult, Verdict, allow, passed
 from tests.support.redisserver import RedisServer
 
-from .fakes import FakeDns
+from .fakes import FakeClock, FakeDns
 
 SITE = "[milter]\nlocal_domains = example.org\n"
 ENABLED = SITE + "[greylist]\nenabled = yes\n"
 START = 1_000_000.0
 DELAY, EXPIRE, RETAIN = 300.0, 4 * 3600.0, 35 * 86400.0
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
 
 
 @dataclass
@@ -68,7 +54,7 @@ def make_mx(store: Store, clock: FakeClock, ini: str = ENABLED) -> Mx:
 
 @pytest.fixture(params=["sqlite", "redis"])
 def backend(request, tmp_path: Path) -> Iterator[tuple[str, Store, FakeClock]]:
-    clock = FakeClock()
+    clock = FakeClock(START)
     if request.param == "sqlite":
         store: Store = SqliteStore(str(tmp_path / "state.db"), clock)
     else:
@@ -295,7 +281,7 @@ class BrokenStore:
 
 
 def test_store_failure_fails_open_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
-    mx = make_mx(BrokenStore(), FakeClock())  # type: ignore[arg-type]
+    mx = make_mx(BrokenStore(), FakeClock(START))  # type: ignore[arg-type]
     with caplog.at_level(logging.WARNING, logger="mxguard.notice"):
         assert mx.decide(facts()) is None
         assert mx.decide(facts()) is None
@@ -329,7 +315,7 @@ def test_store_failure_after_first_sight_fails_open(mx: Mx) -> None:
 def test_two_processes_sharing_redis_see_the_same_triplets(redis_server: RedisServer) -> None:
     first_store, second_store = RedisStore(redis_server.url), RedisStore(redis_server.url)
     first_store._redis.flushdb()
-    clock_one, clock_two = FakeClock(), FakeClock()
+    clock_one, clock_two = FakeClock(START), FakeClock(START)
     first, second = make_mx(first_store, clock_one), make_mx(second_store, clock_two)
     try:
         assert_deferred(first.decide(facts()))

@@ -23,24 +23,10 @@ from mxguard.store import RedisStore, SqliteStore, Store
 from mxguard.verdict import Action
 from tests.support.redisserver import RedisServer
 
-from .fakes import FakeDns
+from .fakes import FakeClock, FakeDns
 
 SITE = "[milter]\nlocal_domains = example.org\n"
 ATTACKER = "203.0.113.9"
-
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

@@ -18,7 +18,7 @@ from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
 from mxguard.notices import Notices
 from mxguard.verdict import Action, Replies
 
-from .fakes import FakeDns
+from .fakes import FakeClock, FakeDns
 
 SITE = "[milter]\nlocal_domains = example.org, example.net\nhostnames = mx.example.org\n"
 OUTSIDER = Connection(client_ip=ipaddress.ip_address("203.0.113.9"))
@@ -32,15 +32,7 @@ Bob@Example.ORG
 """
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_services(clock: Clock, ini: str = SITE) -> Services:
+def make_services(clock: FakeClock, ini: str = SITE) -> Services:
     site = config.load("t.ini", text=ini).milter
     return Services(site=site, dns=FakeDns(), clock=clock, notices=Notices(clock))
 
@@ -99,7 +91,7 @@ def test_broken_lines_are_logged_with_file_and_line(
     with caplog.at_level(logging.WARNING, "mxguard.recipients"):
         prep = prepared(path)
     assert f"{path}:2:" in caplog.text
-    assert decide("<alice@example.org>", prep, make_services(Clock())) is None
+    assert decide("<alice@example.org>", prep, make_services(FakeClock())) is None
 
 
 @pytest.mark.parametrize(
@@ -117,11 +109,11 @@ def test_broken_lines_are_logged_with_file_and_line(
     ],
 )
 def test_passes(raw: str, listfile: Path) -> None:
-    assert decide(raw, prepared(listfile), make_services(Clock())) is None
+    assert decide(raw, prepared(listfile), make_services(FakeClock())) is None
 
 
 def test_unknown_local_recipient_gets_550_511_and_says_nothing_more(listfile: Path) -> None:
-    verdict = decide("<carol@Example.org>", prepared(listfile), make_services(Clock()))
+    verdict = decide("<carol@Example.org>", prepared(listfile), make_services(FakeClock()))
     assert verdict is not None
     assert verdict.action is Action.REJECT
     assert verdict.reply == Replies.UNKNOWN_USER
@@ -130,14 +122,16 @@ def test_unknown_local_recipient_gets_550_511_and_says_nothing_more(listfile: Pa
 
 
 def test_applies_to_trusted_clients_too(listfile: Path) -> None:
-    verdict = decide("<carol@example.org>", prepared(listfile), make_services(Clock()), TRUSTED)
+    verdict = decide("<carol@example.org>", prepared(listfile), make_services(FakeClock()), TRUSTED)
     assert verdict is not None and verdict.reply == Replies.UNKNOWN_USER
     assert recipients.CHECK.inbound is False
 
 
 def test_mta_rejected_recipient_is_left_to_the_mta(listfile: Path) -> None:
     prep = prepared(listfile)
-    assert decide("<carol@example.org>", prep, make_services(Clock()), mta_rejected=True) is None
+    assert (
+        decide("<carol@example.org>", prep, make_services(FakeClock()), mta_rejected=True) is None
+    )
 
 
 def test_without_a_file_the_check_decides_nothing() -> None:
@@ -145,11 +139,11 @@ def test_without_a_file_the_check_decides_nothing() -> None:
     assert settings.enabled and settings.file == ""
     assert recipients.CHECK.active_stages(settings) == frozenset()
     prep = recipients.prepare(settings)
-    assert decide("<carol@example.org>", prep, make_services(Clock())) is None
+    assert decide("<carol@example.org>", prep, make_services(FakeClock())) is None
 
 
 def test_file_is_reloaded_when_it_changes(listfile: Path) -> None:
-    clock = Clock()
+    clock = FakeClock()
     services = make_services(clock)
     prep = prepared(listfile)
     assert decide("<carol@example.org>", prep, services) is not None
@@ -165,7 +159,7 @@ def test_file_is_reloaded_when_it_changes(listfile: Path) -> None:
 def test_unreadable_file_at_reload_keeps_the_old_table(
     listfile: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = Clock()
+    clock = FakeClock()
     services = make_services(clock)
     prep = prepared(listfile)
     listfile.unlink()
@@ -186,7 +180,7 @@ def test_missing_or_empty_file_refuses_nothing(
     with caplog.at_level(logging.WARNING, "mxguard.recipients"):
         prep = prepared(path)
     assert str(path) in caplog.text
-    assert decide("<carol@example.org>", prep, make_services(Clock())) is None
+    assert decide("<carol@example.org>", prep, make_services(FakeClock())) is None
 
 
 def test_config_error_names_file_section_and_option() -> None:
@@ -199,7 +193,7 @@ def test_config_error_names_file_section_and_option() -> None:
 def test_a_batv_tagged_recipient_is_judged_by_its_mailbox(listfile: Path) -> None:
     from mxguard import batv
 
-    services = make_services(Clock())
+    services = make_services(FakeClock())
     known = batv.make_tag("alice@example.org", ("s3cret",), 20000, 7)
     unknown = batv.make_tag("nobody@example.org", ("s3cret",), 20000, 7)
     assert known.startswith("prvs=")

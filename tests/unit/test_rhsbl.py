@@ -21,6 +21,8 @@ from mxguard.pipeline import Pipeline, StageResult
 from mxguard.verdict import Action, Verdict
 from tests.support.dnsserver import TestDnsServer
 
+from .fakes import FakeClock
+
 LONG = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 40]) + ".example"  # 240 characters
 
 ZONE = f"""
@@ -56,14 +58,6 @@ def server() -> Iterator[TestDnsServer]:
         yield dns
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def resolver(server: TestDnsServer) -> Iterator[Resolver]:
     server.reset_queries()
@@ -86,7 +80,7 @@ def converse(
     """Run connect, helo, mail and ``rcpts`` RCPTs; each stage sees the verdicts before it, as
     the adapter passes them. Results are keyed "connect" ... "rcpt" (the last RCPT), "rcpt1"..."""
     settings = config.load("t.ini", text=ini)
-    clock = Clock()
+    clock = FakeClock()
     services = Services(
         site=settings.milter,
         dns=ConnectionLookups(resolver),
@@ -344,7 +338,7 @@ def test_zones_are_asked_at_mail_and_not_again(resolver, server) -> None:
 
 
 def test_error_answers_are_logged_once_a_minute_per_zone(resolver, caplog) -> None:
-    clock = Clock()
+    clock = FakeClock()
     notices = Notices(clock)
     ini = "[rhsbl]\nzones = refusing.example, iperror.example"
     for _ in range(3):

@@ -14,19 +14,7 @@ from mxguard.errors import StoreError
 from mxguard.store import RedisStore, SqliteStore, Store, open_store
 from tests.support.redisserver import RedisServer
 
-
-@pytest.fixture(scope="module")
-def redis_server() -> Iterator[RedisServer]:
-    with RedisServer() as server:
-        yield server
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
+from .fakes import FakeClock
 
 
 @dataclass
