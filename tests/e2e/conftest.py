@@ -68,6 +68,7 @@ dnsbl.test.              IN SOA  ns.example.test. hostmaster.example.test. 1 360
 
 LISTED_CLIENT = "127.0.0.2"
 HARVESTER = "127.0.0.3"  # a client address of its own, so its lock-out touches no other test
+OUR_RELAY = "127.0.0.4"  # in trusted_networks: our own users' mail, tagged with BATV
 
 USE_NOOP = os.environ.get("MXGUARD_E2E_MILTER", "mxguard").strip().lower() == "noop"
 KEEP = os.environ.get("MXGUARD_E2E_KEEP", "") not in ("", "0", "no")
@@ -146,13 +147,15 @@ def mxguard_config(socket: str, dns: TestDnsServer, base: Path) -> dict[str, dic
             "socket": socket,
             "hostnames": "mx.example.test",
             "local_domains": "example.test",
-            "trusted_networks": "192.0.2.0/24",  # NOT 127.0.0.0/8: the test client is outside
+            # NOT 127.0.0.0/8: the test client is outside; 127.0.0.4 plays our own relay.
+            "trusted_networks": f"192.0.2.0/24, {OUR_RELAY}/32",
             "authserv_id": "mx.example.test",
         },
         "dns": {"nameservers": dns.address, "timeout": "2s"},
         "dnsbl": {"zones": "dnsbl.test=1"},
         "recipients": {"file": str(_recipients_file(base))},
         "harvest": {"max_unknown": "3", "window": "10m", "lockout": "1h"},
+        "backscatter": {"batv_secret": "e2e-secret"},
         "state": {"url": f"sqlite:///{base / 'state.db'}"},
     }
 
