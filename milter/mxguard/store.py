@@ -84,22 +84,29 @@ class SqliteStore:
         self._clock = clock
         self._idle: queue.SimpleQueue[sqlite3.Connection] = queue.SimpleQueue()
         self._lock = threading.Lock()
+        self._initialised = False
         self._next_prune = 0.0
 
     def _open(self) -> sqlite3.Connection:
-        try:
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            # Autocommit: every statement below is atomic on its own. A connection is used by
-            # one thread at a time (taken from and given back to the pool).
-            db = sqlite3.connect(
-                self.path, timeout=5.0, isolation_level=None, check_same_thread=False
-            )
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=NORMAL")
-            db.executescript(_SCHEMA)
-        except (sqlite3.Error, OSError) as error:
-            raise StoreError(f"sqlite {self.path}: {error}") from error
-        return db
+        # Opening is serialised, and only the first connection sets up the file: switching the
+        # journal mode needs the database to itself, and fails ("database is locked") while
+        # other connections are writing. WAL is a property of the file, so once is enough.
+        with self._lock:
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                # Autocommit: every statement below is atomic on its own. A connection is used
+                # by one thread at a time (taken from and given back to the pool).
+                db = sqlite3.connect(
+                    self.path, timeout=5.0, isolation_level=None, check_same_thread=False
+                )
+                if not self._initialised:
+                    db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(_SCHEMA)
+                    self._initialised = True
+                db.execute("PRAGMA synchronous=NORMAL")
+            except (sqlite3.Error, OSError) as error:
+                raise StoreError(f"sqlite {self.path}: {error}") from error
+            return db
 
     def _db(self) -> sqlite3.Connection:
         try:

@@ -177,3 +177,30 @@ def test_open_store_picks_the_backend(url: str, kind: type) -> None:
     assert isinstance(store, kind)
     if isinstance(store, SqliteStore):
         assert store.path == url.removeprefix("sqlite:///")
+
+
+def test_sqlite_opens_safely_while_other_threads_write(tmp_path: Path) -> None:
+    # Every libmilter session is a new thread; at start-up many open pool connections at once
+    # while others already write. None of them may fail with "database is locked".
+    errors: list[BaseException] = []
+
+    for attempt in range(5):
+        store = SqliteStore(str(tmp_path / f"fresh{attempt}.db"))
+        barrier = threading.Barrier(16)
+
+        def worker(index: int, store: SqliteStore = store, barrier=barrier) -> None:
+            barrier.wait()
+            try:
+                store.put(f"k{index}", "v", 60)
+                store.incr("shared", 60)
+            except BaseException as error:  # collected: a thread's exception is lost otherwise
+                errors.append(error)
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert store.incr("shared", 60) == 17
+        store.close()
+    assert errors == []
