@@ -21,7 +21,7 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -162,47 +162,61 @@ def mxguard_config(socket: str, dns: TestDnsServer, base: Path) -> dict[str, dic
 
 def _recipients_file(base: Path) -> Path:
     """The mailboxes mxguard knows: the test users (Postfix's catch-all takes the rest)."""
+    base.mkdir(parents=True, exist_ok=True)
     path = base / "recipients"
     path.write_text("alice@example.test\nbob@example.test\npostmaster@example.test\n")
     return path
+
+
+@contextlib.contextmanager
+def running_mxguard(
+    name: str, config: dict[str, dict[str, str]], work: Path, command: Sequence[str] | None = None
+) -> Iterator[MxguardProcess]:
+    """An mxguard process whose log goes into failure reports as ``name``."""
+    work.mkdir(exist_ok=True)
+    process = MxguardProcess(config, work_dir=work, command=command)
+    _LOG_SOURCES[name] = (process.log_text, process.log_size)
+    try:
+        process.start()
+        yield process
+    finally:
+        process.stop()
+        _LOG_SOURCES.pop(name, None)
+
+
+@contextlib.contextmanager
+def running_postfix(name: str, base_dir: Path, milter: str) -> Iterator[PostfixInstance]:
+    """A private Postfix for mxguard at ``milter``, its log in failure reports as ``name``."""
+    instance = PostfixInstance(
+        base_dir=base_dir,
+        milter=milter,
+        catchall="catchall",
+        main_cf={"allow_untrusted_routing": "yes"},
+    )
+    _LOG_SOURCES[name] = (instance.log_text, instance.log_size)
+    try:
+        instance.start()
+        yield instance
+    finally:
+        instance.stop()
+        _LOG_SOURCES.pop(name, None)
 
 
 @pytest.fixture(scope="module")
 def mxguard_process(e2e_dir: Path, dns_server: TestDnsServer) -> Iterator[MxguardProcess]:
     """Run mxguard (or the noop milter) on a loopback TCP port for one test module."""
     work = e2e_dir / "mxguard"
-    work.mkdir(exist_ok=True)
-    socket = f"inet:{free_port()}@127.0.0.1"
-    process = MxguardProcess(
-        mxguard_config(socket, dns_server, work),
-        work_dir=work,
-        command=NOOP_COMMAND if USE_NOOP else None,
-    )
-    _LOG_SOURCES["mxguard"] = (process.log_text, process.log_size)
-    try:
-        process.start()
+    config = mxguard_config(f"inet:{free_port()}@127.0.0.1", dns_server, work)
+    command = NOOP_COMMAND if USE_NOOP else None
+    with running_mxguard("mxguard", config, work, command) as process:
         yield process
-    finally:
-        process.stop()
-        _LOG_SOURCES.pop("mxguard", None)
 
 
 @pytest.fixture(scope="module")
 def postfix(e2e_dir: Path, mxguard_process: MxguardProcess) -> Iterator[PostfixInstance]:
     """Run a private Postfix whose smtpd_milters is mxguard, for one test module."""
-    instance = PostfixInstance(
-        base_dir=e2e_dir / "postfix",
-        milter=mxguard_process.postfix_socket,
-        catchall="catchall",
-        main_cf={"allow_untrusted_routing": "yes"},
-    )
-    _LOG_SOURCES["postfix"] = (instance.log_text, instance.log_size)
-    try:
-        instance.start()
-        yield instance
-    finally:
-        instance.stop()
-        _LOG_SOURCES.pop("postfix", None)
+    with running_postfix("postfix", e2e_dir / "postfix", mxguard_process.postfix_socket) as mta:
+        yield mta
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from tests.support.dnsserver import TestDnsServer
 from tests.support.mxguard_proc import MxguardProcess, free_port
 from tests.support.postfix import PostfixInstance
 
-from .conftest import _LOG_SOURCES, mxguard_config
+from .conftest import mxguard_config, running_mxguard, running_postfix
 from .test_postfix_e2e import HELO, SENDER, by_message_id, make_message
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("requires_mxguard")]
@@ -27,35 +27,18 @@ DELAY = 2.0
 def greylist_mxguard(e2e_dir: Path, dns_server: TestDnsServer) -> Iterator[MxguardProcess]:
     """mxguard with greylisting on (delay 2 s), on its own port and state database."""
     work = e2e_dir / "greylist-mxguard"
-    work.mkdir(exist_ok=True)
     ini = mxguard_config(f"inet:{free_port()}@127.0.0.1", dns_server, work)
     ini["greylist"] = {"enabled": "yes", "delay": f"{DELAY:g}s"}
-    process = MxguardProcess(ini, work_dir=work)
-    _LOG_SOURCES["mxguard (greylist)"] = (process.log_text, process.log_size)
-    try:
-        process.start()
+    with running_mxguard("mxguard (greylist)", ini, work) as process:
         yield process
-    finally:
-        process.stop()
-        _LOG_SOURCES.pop("mxguard (greylist)", None)
 
 
 @pytest.fixture(scope="module")
 def greylist_postfix(e2e_dir: Path, greylist_mxguard: MxguardProcess) -> Iterator[PostfixInstance]:
     """A private Postfix whose milter is the greylisting mxguard."""
-    instance = PostfixInstance(
-        base_dir=e2e_dir / "greylist-postfix",
-        milter=greylist_mxguard.postfix_socket,
-        catchall="catchall",
-        main_cf={"allow_untrusted_routing": "yes"},
-    )
-    _LOG_SOURCES["postfix (greylist)"] = (instance.log_text, instance.log_size)
-    try:
-        instance.start()
-        yield instance
-    finally:
-        instance.stop()
-        _LOG_SOURCES.pop("postfix (greylist)", None)
+    base = e2e_dir / "greylist-postfix"
+    with running_postfix("postfix (greylist)", base, greylist_mxguard.postfix_socket) as mta:
+        yield mta
 
 
 def attempt(postfix: PostfixInstance, data: bytes) -> tuple[int, str]:
