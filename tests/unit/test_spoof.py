@@ -230,62 +230,24 @@ def test_without_local_domains_nothing_is_ours(resolver: Resolver) -> None:
     assert spoof.check_mail(facts, settings, services) is None
 
 
+def found(method: str, result: str, ptype: str, name: str, value: str) -> tuple[Verdict, ...]:
+    """An earlier verdict carrying one Authentication-Results entry."""
+    auth = AuthResult(method, result, properties=((ptype, name, value),))
+    return (passed(method, result, auth=(auth,)),)
+
+
 @pytest.mark.parametrize(
     ("earlier", "expected"),
     [
         pytest.param((), "", id="nothing"),
         pytest.param(
-            (
-                passed(
-                    "spf",
-                    "pass",
-                    auth=(
-                        AuthResult(
-                            "spf", "pass", properties=(("smtp", "mailfrom", "a@x.example"),)
-                        ),
-                    ),
-                ),
-            ),
-            "pass",
-            id="mailfrom-pass",
+            found("spf", "pass", "smtp", "mailfrom", "a@x.example"), "pass", id="mailfrom-pass"
         ),
+        pytest.param(found("spf", "pass", "smtp", "helo", "x.example"), "", id="helo-only"),
         pytest.param(
-            (
-                passed(
-                    "spf",
-                    "pass",
-                    auth=(AuthResult("spf", "pass", properties=(("smtp", "helo", "x.example"),)),),
-                ),
-            ),
-            "",
-            id="helo-only",
+            found("spf", "pass", "smtp", "mailfrom", "a@y.example"), "", id="other-domain"
         ),
-        pytest.param(
-            (
-                passed(
-                    "spf",
-                    "pass",
-                    auth=(
-                        AuthResult(
-                            "spf", "pass", properties=(("smtp", "mailfrom", "a@y.example"),)
-                        ),
-                    ),
-                ),
-            ),
-            "",
-            id="other-domain",
-        ),
-        pytest.param(
-            (
-                passed(
-                    "x",
-                    "y",
-                    auth=(AuthResult("dkim", "pass", properties=(("header", "d", "x.example"),)),),
-                ),
-            ),
-            "",
-            id="other-method",
-        ),
+        pytest.param(found("dkim", "pass", "header", "d", "x.example"), "", id="other-method"),
     ],
 )
 def test_spf_result_reading(earlier: tuple[Verdict, ...], expected: str) -> None:
