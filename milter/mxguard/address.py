@@ -17,6 +17,7 @@ __all__ = [
     "Domain",
     "Mailbox",
     "NullPath",
+    "is_ip_address",
     "parse_domain",
     "parse_path",
     "routing_tricks",
@@ -96,6 +97,15 @@ class Domain:
 
     name: str
     literal: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+
+
+def is_ip_address(text: str) -> bool:
+    """True when ``text`` is a bare IPv4 or IPv6 address (no brackets), e.g. a sloppy HELO."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def parse_path(

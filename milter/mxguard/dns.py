@@ -189,8 +189,10 @@ class Resolver:
     def lookup(self, name: str, rdtype: str) -> DnsResult:
         """Resolve one question; never raises."""
         hit = self.cached(name, rdtype)
-        if hit is not None:
-            return hit
+        return hit if hit is not None else self._resolve(name, rdtype)
+
+    def _resolve(self, name: str, rdtype: str) -> DnsResult:
+        """Ask the servers (dnspython still answers from its cache if an entry appeared)."""
         try:
             answer = self._resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN:
@@ -219,11 +221,11 @@ class Resolver:
             else:
                 results[query] = hit
         if len(unique) <= 1:
-            results.update((q, self.lookup(q.name, q.rdtype)) for q in unique)
+            results.update((q, self._resolve(q.name, q.rdtype)) for q in unique)
             return results
         # The calling thread answers the first question itself, so a busy pool never stalls it.
-        futures = {q: self._pool.submit(self.lookup, q.name, q.rdtype) for q in unique[1:]}
-        results[unique[0]] = self.lookup(unique[0].name, unique[0].rdtype)
+        futures = {q: self._pool.submit(self._resolve, q.name, q.rdtype) for q in unique[1:]}
+        results[unique[0]] = self._resolve(unique[0].name, unique[0].rdtype)
         for query, future in futures.items():
             results[query] = future.result()
         return results
@@ -251,7 +253,7 @@ class ConnectionLookups:
             self._answers.update(self._resolver.lookup_all(missing))
 
     def lookup(self, name: str, rdtype: str) -> DnsResult:
-        """The answer for one question, from this stage's answers or the resolver."""
+        """The answer for one question, from this connection's answers or the resolver."""
         query = Query(name, rdtype)
         result = self._answers.get(query)
         if result is None:

@@ -30,10 +30,9 @@ Outcomes: helo.forged, helo.non-fqdn, helo.syntax.
 from __future__ import annotations
 
 import functools
-import ipaddress
 from dataclasses import dataclass
 
-from ..address import Domain, parse_domain
+from ..address import Domain, is_ip_address, parse_domain
 from ..check import Check, Services
 from ..facts import Connection, Facts, Stage, normalise_ip
 from ..options import CheckSettings, choice, option
@@ -75,7 +74,7 @@ def parse_helo(text: str) -> Domain | str:
         return literal if isinstance(literal, Domain) else literal.reason
     # A fully-qualified name may end in the root's dot; only one.
     name = text.removesuffix(".")
-    if _is_ip_address(name):
+    if is_ip_address(name):
         return "an IP address without [brackets]"
     if name and all(char in "0123456789." for char in name):
         return "a numeric name"
@@ -88,14 +87,6 @@ def parse_helo(text: str) -> Domain | str:
         relaxed = parse_domain(name.replace("_", "u"))
         return Domain(name.lower(), None) if isinstance(relaxed, Domain) else relaxed.reason
     return domain.reason
-
-
-def _is_ip_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
 
 
 def forgery(helo: Domain, connection: Connection, services: Services) -> str:

@@ -24,7 +24,6 @@ Outcomes: spf.<result> for the deciding identity (spf.pass, spf.fail, spf.softfa
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import time
 from collections.abc import Iterable
@@ -32,7 +31,7 @@ from dataclasses import dataclass
 
 import spf as pyspf
 
-from ..address import Mailbox, NullPath
+from ..address import Mailbox, NullPath, is_ip_address
 from ..check import Check, DnsView, Services
 from ..dns import PYSPF, DnsResult, Query, Unknown
 from ..facts import Connection, Facts, IPAddress, Stage
@@ -151,15 +150,7 @@ def _is_forwarder(connection: Connection, settings: SpfSettings) -> bool:
 def _helo_domain(helo: str) -> str:
     """The HELO name when it can be an SPF identity (a domain, not an address literal)."""
     name = helo.strip().rstrip(".").lower()
-    return "" if not name or name.startswith("[") or _is_ip(name) else name
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return "" if not name or name.startswith("[") or is_ip_address(name) else name
 
 
 def identities(facts: Facts, settings: SpfSettings, dns: DnsView) -> list[SpfResult]:
