@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
 from collections.abc import Sequence
 
 from . import __version__, config, logsetup
 from .errors import ConfigError
-from .statedir import effective_state_url
+from .statedir import with_usable_state
 
 EXIT_CONFIG = 2
 
@@ -62,8 +61,7 @@ def run(settings: config.Settings) -> int:
     logsetup.configure(settings.logging.level)
     for warning in settings.warnings():
         log.warning("%s", warning)
-    state = dataclasses.replace(settings.state, url=effective_state_url(settings.state.url))
-    settings = dataclasses.replace(settings, state=state)
+    settings = with_usable_state(settings)
     log.info("mxguard %s starting with %s", __version__, settings.path)
     return serve(settings)
 

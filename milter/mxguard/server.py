@@ -18,6 +18,7 @@ from . import config
 from .adapter import MxguardMilter
 from .errors import ConfigError
 from .runtime import RuntimeHolder, build_runtime
+from .statedir import with_usable_state
 
 log = logging.getLogger("mxguard")
 
@@ -115,7 +116,7 @@ def _reload_loop(path: str, holder: RuntimeHolder) -> None:
     while True:
         signal.sigwait({signal.SIGUSR1})
         try:
-            settings = config.load(path)
+            settings = with_usable_state(config.load(path))
         except ConfigError as error:
             log.error("reload refused, keeping the running configuration:\n%s", error)
             continue

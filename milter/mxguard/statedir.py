@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
+from typing import TypeVar
+
+SettingsT = TypeVar("SettingsT")
 
 log = logging.getLogger("mxguard.state")
 
@@ -40,3 +44,11 @@ def effective_state_url(url: str) -> str:
     replacement = SQLITE_PREFIX + str(directory / path.name)
     log.warning("state: %s is not writable; using %s", path.parent, replacement)
     return replacement
+
+
+def with_usable_state(settings: SettingsT) -> SettingsT:
+    """``settings`` with its [state] url replaced by :func:`effective_state_url` (at start and
+    at every reload alike)."""
+    state = settings.state  # type: ignore[attr-defined]
+    usable = dataclasses.replace(state, url=effective_state_url(state.url))
+    return dataclasses.replace(settings, state=usable)  # type: ignore[type-var]

@@ -106,3 +106,15 @@ def test_check_config_never_prints_secrets(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "s3cret" not in out
     assert "batv_secret = (2 hidden)" in out
+
+
+def test_settings_get_the_usable_state_url_at_start_and_reload(tmp_path: Path, monkeypatch) -> None:
+    from mxguard import config
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    settings = config.load("t.ini", text=f"[state]\nurl = sqlite:///{blocker}/state.db\n")
+    usable = statedir.with_usable_state(settings)
+    assert usable.state.url == f"sqlite:///{tmp_path}/xdg/mxguard/state.db"
+    assert usable.milter == settings.milter
