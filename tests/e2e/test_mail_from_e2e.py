@@ -46,3 +46,19 @@ def test_spf_temperror_is_answered_with_4xx(mta: PostfixInstance) -> None:
     code, text = mail_from(mta, "someone@slow.timeout.test")
     assert code == 451, text
     assert text.startswith("4.4.3 spf: cannot evaluate SPF of someone@slow.timeout.test"), text
+
+
+def test_our_own_domain_from_outside_is_refused(mta: PostfixInstance) -> None:
+    """example.test is ours and publishes no SPF: an outside client may not use it."""
+    code, text = mail_from(mta, "ceo@example.test")
+    assert code == 550, text
+    assert text.startswith("5.7.1 spoof: ceo@example.test uses our domain example.test"), text
+
+
+def test_sender_domain_that_cannot_receive_replies_is_refused(mta: PostfixInstance) -> None:
+    """A MAIL FROM domain that does not exist: 550 5.1.8, nobody could answer it."""
+    code, text = mail_from(mta, "someone@no-such-domain.example")
+    assert code == 550, text
+    assert text.startswith("5.1.8 sender: sender domain no-such-domain.example does not exist"), (
+        text
+    )
