@@ -56,6 +56,7 @@ CALLBACK_STAGES: dict[str, Stage | None] = {
     "envfrom": Stage.MAIL,
     "envrcpt": Stage.RCPT,
     "header": None,
+    "body": None,
 }
 
 
@@ -116,7 +117,9 @@ class MxguardMilter(Milter.Base):
     def _reset_transaction(self) -> None:
         self.envelope: Envelope | None = None
         self._transaction_verdicts: list[Verdict] = []
-        self._headers: list[tuple[str, str]] = []
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._body: list[bytes] = []
+        self._body_size = 0
         self._transaction_failed = False
 
     # -- negotiation ------------------------------------------------------------------------
@@ -141,7 +144,11 @@ class MxguardMilter(Milter.Base):
             stage = CALLBACK_STAGES[callback]
             if stage is None or not pipeline.acts_on(stage):
                 skip |= no_reply
-        wanted = Milter.P_RCPT_REJ | skip
+            if callback == "body" and not pipeline.reads_body():
+                skip |= no_call
+        # Leading white space of header values as sent: DKIM's simple canonicalization needs
+        # the exact bytes, and our own added values must then carry their space themselves.
+        wanted = Milter.P_RCPT_REJ | Milter.P_HDR_LEADSPC | skip
         opts[1] = self._protocol = offered & wanted
         opts[2] = opts[3] = 0
         if actions & Milter.SETSYMLIST:
@@ -217,10 +224,20 @@ class MxguardMilter(Milter.Base):
         return code
 
     @_guarded
-    def header(self, name: str, value: str) -> int:
-        """Keep the header field for the end-of-message checks (never replies)."""
-        self._headers.append((name, value))
+    def header(self, name: str | bytes, value: str | bytes) -> int:
+        """Keep the header field, as bytes, for the end-of-message checks (never replies)."""
+        self._headers.append((_as_bytes(name), _as_bytes(value)))
         return Milter.NOREPLY if self._protocol & Milter.P_NR_HDR else Milter.CONTINUE
+
+    # libmilter's callback hands the value over as bytes; keep them (see Milter.Base).
+    header_bytes = header
+
+    @_guarded
+    def body(self, chunk: bytes) -> int:
+        """Keep the body for the checks that read it (DKIM, ARC); never replies."""
+        self._body.append(bytes(chunk))
+        self._body_size += len(chunk)
+        return Milter.NOREPLY if self._protocol & Milter.P_NR_BODY else Milter.CONTINUE
 
     @_guarded
     def eom(self) -> int:
@@ -233,10 +250,11 @@ class MxguardMilter(Milter.Base):
         if self._connection_failed or self._transaction_failed:
             self._reset_transaction()
             return self._internal_error()
-        message = Message(headers=tuple(self._headers))
+        message = Message.from_raw(self._headers, b"".join(self._body), self._body_size)
+        self._body = []
         code = self._stage(Stage.EOM, self._facts(Stage.EOM, message=message))
         if code == Milter.CONTINUE:
-            self._edit_headers()
+            self._edit_headers(message)
             self._log_line(Stage.EOM, "-", "accept", "")
         self._reset_transaction()
         return code
@@ -310,23 +328,31 @@ class MxguardMilter(Milter.Base):
         no_reply = self._protocol & STAGE_NO_REPLY_BITS.get(stage, 0)
         return Milter.NOREPLY if no_reply else Milter.CONTINUE
 
-    def _edit_headers(self) -> None:
+    def _edit_headers(self, message: Message) -> None:
         authserv_id = self.runtime.settings.milter.authserv_id
         # Highest index first, so each deletion leaves the other indexes valid.
-        for name, index in reversed(forged_fields(self._headers, authserv_id)):
+        for name, index in reversed(forged_fields(message.headers, authserv_id)):
             self.chgheader(name, index, "")
         verdicts = (*self._connection_verdicts, *self._transaction_verdicts)
         for verdict in verdicts:
             for name, value in verdict.headers:
-                self.addheader(name, value, 0)
+                self._add_header(name, value)
+            if verdict.quarantine:
+                self.quarantine(verdict.quarantine)
             for edit in verdict.envelope:
                 if isinstance(edit, ChangeSender):
                     self.chgfrom(edit.address)
                 else:
                     self.delrcpt(edit.old)
                     self.addrcpt(edit.new)
-        self.addheader(TRACE, trace_header(authserv_id, verdicts), 0)
-        self.addheader(AUTH_RESULTS, authentication_results(authserv_id, verdicts), 0)
+        self._add_header(TRACE, trace_header(authserv_id, verdicts))
+        self._add_header(AUTH_RESULTS, authentication_results(authserv_id, verdicts))
+
+    def _add_header(self, name: str, value: str) -> None:
+        """Insert a field at the top; with leading space negotiated, the value brings its own."""
+        if self._protocol & Milter.P_HDR_LEADSPC:
+            value = " " + value
+        self.addheader(name, value, 0)
 
     def _log_line(
         self, stage: Stage, check: str, action: str, reason: str, facts: Facts | None = None
@@ -347,6 +373,13 @@ class MxguardMilter(Milter.Base):
             printable(envelope.raw_sender.strip("<>") if envelope else "", 100),
             printable(",".join(r.strip("<>") for r in recipients), 300),
         )
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    """A callback argument as bytes (pymilter decodes some with surrogateescape)."""
+    if isinstance(value, bytes):
+        return value
+    return value.encode("utf-8", errors="surrogateescape")
 
 
 def _quoted(text: str) -> str:

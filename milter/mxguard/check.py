@@ -67,6 +67,9 @@ class Check:
     # The stages the check decides at for these settings (e.g. a configurable reject stage);
     # None: every stage in ``stages``.
     decides_at: Callable[[Any], Iterable[Stage]] | None = None
+    # The check reads the message body at end of message (DKIM, ARC): only then does the
+    # adapter ask the MTA for it.
+    reads_body: bool = False
 
     def active_stages(self, settings: Any) -> frozenset[Stage]:
         """The stages whose functions run for ``settings``."""

@@ -318,14 +318,16 @@ class PyspfBridge:
 PYSPF = PyspfBridge()
 
 
-def dkim_txt_function(resolver: Resolver) -> Callable[..., bytes | None]:
-    """A ``dnsfunc`` for dkimpy: the first TXT record of a name, through ``resolver``."""
+def dkim_txt_function(resolver: Any) -> Callable[..., bytes | None]:
+    """A ``dnsfunc`` for dkimpy: the first TXT record of a name, through ``resolver`` (a
+    Resolver, or any DNS view with the same ``lookup``)."""
     import dkim
 
     def get_txt(name: bytes | str, timeout: float = 5) -> bytes | None:
         if isinstance(name, bytes):
             name = name.decode("ascii", "replace")
-        result = resolver.lookup(name, "TXT")
+        # dkimpy asks for absolute names ("...example.org."); the cache knows them without the dot.
+        result = resolver.lookup(name.rstrip("."), "TXT")
         if isinstance(result, Unknown):
             raise dkim.DnsTimeoutError(f"DNS {result.reason} for {name}")
         if isinstance(result, NotFound) or not result.records:

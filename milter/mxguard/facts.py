@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .address import AddressError, Mailbox, NullPath
@@ -85,12 +86,59 @@ class Envelope:
     queue_id: str = ""
 
 
+def _decoded(value: bytes) -> str:
+    """A raw header value as text: UTF-8 where it decodes, U+FFFD where not; never raises."""
+    return value.decode("utf-8", errors="replace").lstrip(" \t")
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
-    """The header fields (name, value) in arrival order. The body is not asked for until a
-    check needs it."""
+    """The message at end of data: its header fields in arrival order and, when an enabled
+    check reads it, its body.
+
+    ``raw_headers`` are the fields exactly as the MTA sent them: the value keeps its leading
+    white space when the MTA was asked for it (SMFIP_HDR_LEADSPC) and its folds as LF line
+    breaks. ``headers`` is the text view the checks read: decoded as UTF-8 (U+FFFD for bytes
+    that are not), leading white space removed.
+    """
 
     headers: tuple[tuple[str, str], ...] = ()
+    raw_headers: tuple[tuple[bytes, bytes], ...] = ()
+    body: bytes = b""  # CRLF line ends, as the MTA sends it; empty when no check reads it
+    body_size: int = 0
+
+    @classmethod
+    def from_raw(
+        cls, raw_headers: Iterable[tuple[bytes, bytes]], body: bytes = b"", body_size: int = 0
+    ) -> Message:
+        """A message from the fields and body as the MTA sent them."""
+        raw = tuple(raw_headers)
+        text = tuple(
+            (name.decode("utf-8", errors="replace"), _decoded(value)) for name, value in raw
+        )
+        return cls(text, raw, body, body_size or len(body))
+
+    @classmethod
+    def from_text(cls, headers: Iterable[tuple[str, str]], body: bytes = b"") -> Message:
+        """A message from text header fields (tests and tools); the raw view is their UTF-8."""
+        fields = tuple(headers)
+        raw = tuple((n.encode(), (" " + v.lstrip(" \t")).encode()) for n, v in fields)
+        return cls.from_raw(raw, body)
+
+    def values(self, name: str) -> list[str]:
+        """The text values of every field called ``name`` (case-insensitive), in order."""
+        key = name.lower()
+        return [value for field, value in self.headers if field.lower() == key]
+
+    def as_bytes(self) -> bytes:
+        """The message in SMTP form (CRLF line ends), as a DKIM verifier must see it."""
+        lines = []
+        for name, value in self.raw_headers:
+            if not value.startswith((b" ", b"\t")) and value:
+                value = b" " + value  # the MTA stripped it; one space is what nearly all send
+            value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            lines.append(name + b":" + value + b"\r\n")
+        return b"".join(lines) + b"\r\n" + self.body
 
 
 @dataclass(frozen=True, slots=True)

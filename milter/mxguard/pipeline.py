@@ -65,6 +65,10 @@ class Pipeline:
         """True when some enabled check decides at ``stage`` (so the MTA must wait for us)."""
         return bool(self._deciding[stage])
 
+    def reads_body(self) -> bool:
+        """True when an enabled end-of-message check reads the body (so the MTA must send it)."""
+        return any(entry.check.reads_body for entry in self._deciding[Stage.EOM])
+
     def wants(self, stage: Stage) -> bool:
         """True when some check decides, asks DNS questions or observes at ``stage``."""
         return bool(self._deciding[stage] or self._prefetching[stage] or self._observing[stage])

@@ -24,8 +24,16 @@ log = logging.getLogger("mxguard")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
 
-# Header edits, and the envelope edits of BATV (sender rewriting, tagged recipients).
-ACTIONS = milter.ADDHDRS | milter.CHGHDRS | milter.CHGFROM | milter.ADDRCPT | milter.DELRCPT
+# Header edits, the envelope edits of BATV (sender rewriting, tagged recipients), and the
+# quarantine that [dmarc] quarantine_action = quarantine asks for.
+ACTIONS = (
+    milter.ADDHDRS
+    | milter.CHGHDRS
+    | milter.CHGFROM
+    | milter.ADDRCPT
+    | milter.DELRCPT
+    | milter.QUARANTINE
+)
 
 
 def _register_callbacks(holder: RuntimeHolder) -> None:

@@ -38,6 +38,7 @@ class Replies:
     INTERNAL_ERROR = Reply("451", "4.3.0")
     BAD_SENDER_DOMAIN = Reply("550", "5.1.8")
     BAD_SENDER_SYNTAX = Reply("501", "5.1.7")
+    LOOP = Reply("554", "5.4.6")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,9 @@ class Verdict:
     headers: tuple[tuple[str, str], ...] = ()  # fields to add at end of message (Received-SPF)
     envelope: tuple[EnvelopeEdit, ...] = ()  # envelope changes to make at end of message
     weight: int = 0  # a blocklist tag's listing weight, which a later blocklist check adds to
+    # Facts for later checks that appear in no header, e.g. ("arc.trusted-sealer", domain).
+    findings: tuple[tuple[str, str], ...] = ()
+    quarantine: str = ""  # at end of message, hold the message in the MTA's quarantine
 
     @property
     def refuses(self) -> bool:

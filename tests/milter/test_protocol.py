@@ -31,9 +31,11 @@ def test_negotiation_asks_only_for_what_it_uses(mxguard: MxguardProcess) -> None
     negotiated = client.negotiate()
     protocol = negotiated.protocol
     assert protocol & C.SMFIP_RCPT_REJ, "rejected recipients are needed to count probes"
-    for skipped in (C.SMFIP_NOBODY, C.SMFIP_NOEOH, C.SMFIP_NODATA, C.SMFIP_NOUNKNOWN):
+    for skipped in (C.SMFIP_NOEOH, C.SMFIP_NODATA, C.SMFIP_NOUNKNOWN):
         assert protocol & skipped
-    for no_reply in (C.SMFIP_NR_CONN, C.SMFIP_NR_HELO, C.SMFIP_NR_HDR):
+    assert not protocol & C.SMFIP_NOBODY, "DKIM and ARC verification read the body"
+    assert protocol & C.SMFIP_HDR_LEADSPC, "DKIM simple canonicalization needs exact headers"
+    for no_reply in (C.SMFIP_NR_CONN, C.SMFIP_NR_HELO, C.SMFIP_NR_HDR, C.SMFIP_NR_BODY):
         assert protocol & no_reply, "no check decides at connect or HELO by default"
     assert not protocol & C.SMFIP_NR_MAIL, "HELO and reverse-DNS verdicts are given at MAIL"
     assert not protocol & C.SMFIP_NR_RCPT, "the relay check decides at RCPT"
@@ -92,8 +94,9 @@ def test_eom_replaces_forged_authentication_results(mxguard: MxguardProcess) -> 
     ]
     assert all(e[1]["value"] == "" for e in edits if e[0] == C.SMFIR_CHGHEADER)
     added = {e[1]["name"]: e[1]["value"] for e in edits if e[0] == C.SMFIR_INSHEADER}
-    assert added["Authentication-Results"] == "mx.example.test; none"
-    assert added["X-MXGuard"].startswith("mx.example.test; none")
+    # Values start with a space: the milter asked for leading space (SMFIP_HDR_LEADSPC).
+    assert added["Authentication-Results"] == " mx.example.test; dkim=none; arc=none"
+    assert added["X-MXGuard"].startswith(" mx.example.test; ")
     client.quit()
 
 

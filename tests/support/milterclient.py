@@ -104,8 +104,17 @@ class MtaClient(MilterConnection):
         return self.step(C.SMFIC_RCPT, C.SMFIP_NR_RCPT, args=[recipient, *esmtp])
 
     def header(self, name: str, value: str) -> tuple | None:
-        """SMFIC_HEADER."""
+        """SMFIC_HEADER; the value gets its leading space when the milter asked for it, as
+        Postfix sends it then."""
+        if self.protocol_flags & C.SMFIP_HDR_LEADSPC and not value.startswith((" ", "\t")):
+            value = " " + value
         return self.step(C.SMFIC_HEADER, C.SMFIP_NR_HDR, name=name, value=value)
+
+    def body(self, data: bytes) -> tuple | None:
+        """SMFIC_BODY (one chunk), unless the milter asked not to get the body."""
+        if self.protocol_flags & C.SMFIP_NOBODY:
+            return None
+        return self.step(C.SMFIC_BODY, C.SMFIP_NR_BODY, buf=data)
 
     def end_of_message(self) -> list[tuple]:
         """SMFIC_BODYEOB; returns the modification messages and the final disposition."""

@@ -140,3 +140,47 @@ def test_macros_become_facts() -> None:
     assert facts.mta_name == "mx.example.test" and str(facts.interface_ip) == "192.0.2.25"
     assert facts.authenticated and facts.auth_user == "carol@example.test"
     assert facts.auth_type == "PLAIN"
+
+
+def body_reader(seen: list) -> Check:
+    def record(facts, settings, services):
+        seen.append(facts.message)
+        return None
+
+    return Check(
+        name="reader",
+        summary="",
+        settings=CheckSettings,
+        stages={Stage.EOM: record},
+        reads_body=True,
+    )
+
+
+def test_body_asked_for_only_when_a_check_reads_it() -> None:
+    without, _ = milter_with([])
+    assert without._protocol & Milter.P_NOBODY
+    with_reader, _ = milter_with([(body_reader([]), CheckSettings())])
+    assert not with_reader._protocol & Milter.P_NOBODY
+    assert with_reader._protocol & Milter.P_NR_BODY
+    assert with_reader._protocol & Milter.P_HDR_LEADSPC
+
+
+def test_raw_headers_and_body_reach_the_checks_and_added_fields_get_their_space() -> None:
+    seen: list = []
+    milter, ctx = milter_with([(body_reader(seen), CheckSettings())])
+    milter.connect("client.example", socket.AF_INET, ("203.0.113.9", 4000))
+    milter.hello("client.example")
+    milter.envfrom("<a@sender.example>")
+    milter.envrcpt("<alice@example.test>")
+    milter.header("Subject", b"  two spaces\n\tand a fold")
+    milter.header("X-Bytes", b" caf\xe9 \x00 end")
+    milter.body(b"line one\r\n")
+    milter.body(b"line two\r\n")
+    assert milter.eom() == Milter.CONTINUE
+    message = seen[0]
+    assert message.raw_headers[0] == (b"Subject", b"  two spaces\n\tand a fold")
+    assert message.headers[1] == ("X-Bytes", "caf\ufffd \x00 end")
+    assert message.body == b"line one\r\nline two\r\n" and message.body_size == 20
+    assert message.as_bytes().startswith(b"Subject:  two spaces\r\n\tand a fold\r\nX-Bytes: caf")
+    added = [edit for edit in ctx.edits if edit[0] == "add"]
+    assert added and all(value.startswith(" ") for _, _, value, _ in added)

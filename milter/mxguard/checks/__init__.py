@@ -5,10 +5,13 @@ from __future__ import annotations
 from ..check import Check
 from . import (
     access,
+    arc,
     backscatter,
+    dkim,
     dnsbl,
     greylist,
     harvest,
+    headersanity,
     helo,
     rdns,
     recipients,
@@ -24,7 +27,6 @@ ALL_CHECKS: tuple[Check, ...] = (
     relay.CHECK,
     helo.CHECK,
     spf.CHECK,
-    spoof.CHECK,
     sender.CHECK,
     rdns.CHECK,
     dnsbl.CHECK,
@@ -33,4 +35,10 @@ ALL_CHECKS: tuple[Check, ...] = (
     recipients.CHECK,
     backscatter.CHECK,
     greylist.CHECK,
+    # End of message: the cheap header checks first, then DKIM and ARC, whose results dmarc
+    # reads; spoof comes after them all, reading SPF at MAIL and DKIM at end of message.
+    headersanity.CHECK,
+    dkim.CHECK,
+    arc.CHECK,
+    spoof.CHECK,
 )
