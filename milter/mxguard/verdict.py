@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 
@@ -98,10 +99,34 @@ class Verdict:
         return self.action in (Action.TEMPFAIL, Action.REJECT, Action.DISCARD)
 
     def as_monitored(self) -> Verdict:
-        """The same verdict held back by monitor mode: logged and tagged, never refused."""
+        """The same verdict held back by monitor mode: logged and tagged, never refused or
+        quarantined."""
+        if self.quarantine:
+            return replace(self, quarantine="", reason=f"{self.reason} (monitor: not quarantined)")
         if not self.refuses:
             return self
         return replace(self, action=Action.TAG, monitored=self.action)
+
+
+def auth_values(
+    earlier: Iterable[Verdict], method: str, ptype: str, prop: str
+) -> list[tuple[str, str]]:
+    """(value, result) of every earlier Authentication-Results entry of ``method`` that has the
+    property ``ptype.prop`` (e.g. dkim header.d), in order."""
+    found = []
+    for verdict in earlier:
+        for auth in verdict.auth:
+            if auth.method != method:
+                continue
+            for entry_type, name, value in auth.properties:
+                if (entry_type, name) == (ptype, prop):
+                    found.append((value, auth.result))
+    return found
+
+
+def findings_of(earlier: Iterable[Verdict], key: str) -> list[str]:
+    """The values of every earlier finding called ``key`` (e.g. arc.trusted-sealer), in order."""
+    return [value for verdict in earlier for name, value in verdict.findings if name == key]
 
 
 def reject(check: str, outcome: str, reason: str, reply: Reply = Replies.POLICY) -> Verdict:

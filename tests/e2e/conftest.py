@@ -59,6 +59,23 @@ softfail.example.        IN SOA  ns.example.test. hostmaster.example.test. 1 360
 softfail.example.        IN MX   10 client.sender.example.
 softfail.example.        IN TXT  "v=spf1 ip4:192.0.2.99 ~all"
 
+; End of message (tests/e2e/test_message_e2e.py): signed.example signs with DKIM (the key of
+; tests/data/dkim/test.txt) and publishes p=reject; strict.example publishes p=reject and does
+; not send from here.
+signed.example.          IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
+signed.example.          IN MX   10 client.sender.example.
+signed.example.          IN TXT  "v=spf1 -all"
+_dmarc.signed.example.   IN TXT  "v=DMARC1; p=reject"
+e2e._domainkey.signed.example. IN TXT (
+    "v=DKIM1; g=*; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBT"
+    "zWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3Fut"
+    "ACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC"
+    "3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
+)
+strict.example.          IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
+strict.example.          IN MX   10 client.sender.example.
+_dmarc.strict.example.   IN TXT  "v=DMARC1; p=reject"
+
 ; A blocklist that lists 127.0.0.2: a test client connecting from that loopback address is a
 ; listed spam source (Linux routes all of 127.0.0.0/8 to the loopback interface).
 dnsbl.test.              IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60

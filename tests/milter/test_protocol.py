@@ -95,7 +95,9 @@ def test_eom_replaces_forged_authentication_results(mxguard: MxguardProcess) -> 
     assert all(e[1]["value"] == "" for e in edits if e[0] == C.SMFIR_CHGHEADER)
     added = {e[1]["name"]: e[1]["value"] for e in edits if e[0] == C.SMFIR_INSHEADER}
     # Values start with a space: the milter asked for leading space (SMFIP_HDR_LEADSPC).
-    assert added["Authentication-Results"] == " mx.example.test; dkim=none; arc=none"
+    assert added["Authentication-Results"] == (
+        ' mx.example.test; dkim=none; arc=none; dmarc=permerror reason="no From field"'
+    )
     assert added["X-MXGuard"].startswith(" mx.example.test; ")
     client.quit()
 

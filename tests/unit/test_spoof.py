@@ -13,11 +13,12 @@ from mxguard.check import Services
 from mxguard.checks import spoof
 from mxguard.dns import ConnectionLookups, Resolver
 from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Stage
+from mxguard.facts import Connection, Envelope, Facts, Message, Stage
 from mxguard.notices import Notices
 from mxguard.pipeline import Pipeline, StageResult
 from mxguard.verdict import Action, AuthResult, Verdict, passed
 from tests.support.dnsserver import TestDnsServer
+from tests.unit import fakes
 
 # example.org publishes SPF for 203.0.113.0/24 (-all), soft.example.org ~all, and
 # plain.example publishes no SPF at all; the three and mx.example.org are ours.
@@ -271,3 +272,98 @@ def test_our_domain(domain: str, ours: str) -> None:
 def test_bad_forwarders_name_file_section_and_option() -> None:
     with pytest.raises(ConfigError, match=r"t\.ini: \[spoof\] forwarders: expected"):
         config.load("t.ini", text="[spoof]\nforwarders = 192.0.2.0/33\n")
+
+
+# -- the header From, at end of message ---------------------------------------------------------
+
+
+def eom(
+    from_values: tuple[str, ...],
+    earlier: tuple[Verdict, ...] = (),
+    ip: str = "192.0.2.7",
+    **connection,
+) -> Verdict | None:
+    facts = Facts(
+        Stage.EOM,
+        Connection(client_ip=ipaddress.ip_address(ip), **connection),
+        Envelope("<bounce@lists.example>", parse_path("<bounce@lists.example>")),
+        message=Message.from_text([("From", value) for value in from_values]),
+        earlier=earlier,
+    )
+    return spoof.check_eom(facts, spoof.SpoofSettings(), fakes.services(SITE))
+
+
+def dkim(domain: str, result: str = "pass") -> tuple[Verdict, ...]:
+    return found("dkim", result, "header", "d", domain)
+
+
+def test_our_domain_in_from_without_aligned_dkim_is_refused() -> None:
+    verdict = eom(("CEO <ceo@example.org>",))
+    assert verdict is not None and verdict.action is Action.REJECT
+    assert verdict.outcome == "spoof.header-from"
+    assert verdict.text == (
+        "spoof: From: ceo@example.org uses our domain example.org from outside (192.0.2.7) "
+        "without an aligned DKIM signature"
+    )
+    assert eom(("ceo@mail.example.org",)).action is Action.REJECT  # a subdomain is ours too
+    assert eom(("ceo@example.org",), dkim("example.org", "fail")).action is Action.REJECT
+    assert eom(("ceo@example.org",), dkim("lists.example")).action is Action.REJECT
+
+
+@pytest.mark.parametrize("signer", ["example.org", "news.example.org"])
+def test_aligned_dkim_pass_is_accepted(signer: str) -> None:
+    assert eom(("ceo@example.org",), dkim(signer)) is None
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        ("a@outside.example, ceo@example.org",),
+        ("<ceo@example.org> <a@outside.example>",),
+        ("a@outside.example", "ceo@example.org"),
+        ('"unterminated <ceo@example.org>',),
+        ("Team: ceo@example.org;",),
+    ],
+)
+def test_malformed_from_naming_our_domain_is_refused_even_with_dkim(values) -> None:
+    verdict = eom(values, dkim("outside.example"))
+    assert verdict is not None and verdict.action is Action.REJECT
+    assert "cannot be verified" in verdict.text
+
+
+@pytest.mark.parametrize(
+    ("values", "earlier", "connection"),
+    [
+        (("someone@outside.example",), (), {}),
+        (("a@outside.example, b@elsewhere.example",), (), {}),  # malformed, but not ours
+        (("ceo@notexample.org",), (), {}),
+        (("ceo@example.org",), (), {"trusted": True}),
+        (("ceo@example.org",), (), {"auth_user": "ceo"}),
+        (
+            ("ceo@example.org",),
+            (
+                Verdict(
+                    Action.CONTINUE,
+                    "arc",
+                    "arc.trusted-sealer",
+                    "",
+                    findings=(("arc.trusted-sealer", "lists.example"),),
+                ),
+            ),
+            {},
+        ),
+    ],
+)
+def test_header_from_accepted(values, earlier, connection) -> None:
+    assert eom(values, earlier, **connection) is None
+
+
+def test_forwarders_may_bring_our_from_back() -> None:
+    facts = Facts(
+        Stage.EOM,
+        Connection(client_ip=ipaddress.ip_address("192.0.2.7")),
+        None,
+        message=Message.from_text([("From", "ceo@example.org")]),
+    )
+    settings = config.load("t.ini", text=SITE + "[spoof]\nforwarders = 192.0.2.0/24\n")
+    assert spoof.check_eom(facts, settings.checks["spoof"], fakes.services(SITE)) is None

@@ -8,12 +8,14 @@ from . import (
     arc,
     backscatter,
     dkim,
+    dmarc,
     dnsbl,
     greylist,
     harvest,
     headersanity,
     helo,
     rdns,
+    received,
     recipients,
     relay,
     rhsbl,
@@ -35,10 +37,13 @@ ALL_CHECKS: tuple[Check, ...] = (
     recipients.CHECK,
     backscatter.CHECK,
     greylist.CHECK,
-    # End of message: the cheap header checks first, then DKIM and ARC, whose results dmarc
-    # reads; spoof comes after them all, reading SPF at MAIL and DKIM at end of message.
+    # End of message: DKIM and ARC first, whose results the others read (received excuses
+    # our own hops in mail we signed; dmarc and spoof need an aligned signature); spoof comes
+    # after them all, reading SPF at MAIL and DKIM at end of message.
     headersanity.CHECK,
     dkim.CHECK,
     arc.CHECK,
+    received.CHECK,
+    dmarc.CHECK,
     spoof.CHECK,
 )

@@ -1,6 +1,7 @@
-"""spoof - refuse outside clients that use one of our own domains in MAIL FROM without SPF.
+"""spoof - refuse outside clients that use one of our own domains as the sender.
 
-Stage: MAIL, after the spf check, whose verdict it reads. Trusted and authenticated clients
+Stages: MAIL (the envelope sender, after the spf check, whose verdict it reads) and end of
+message (the header From, after the dkim and arc checks). Trusted and authenticated clients
 are exempt, and so are the clients in ``forwarders``.
 
 A MAIL FROM domain is ours when it is one of ``[milter] local_domains`` or ``hostnames``, or a
@@ -21,23 +22,39 @@ The null sender ``<>`` is not a spoof; a MAIL FROM that does not parse and an ad
 (``user@[192.0.2.1]``) are left to the sender check. With no local domains and no host names
 configured there is nothing to protect, and the check says nothing.
 
-Reply: ``550 5.7.1 spoof: <sender> uses our domain <domain> from outside (<ip>, SPF <result>)``
-(or ``no SPF pass`` when there is no SPF result for the sender).
+Header From (end of message): a From whose author domain is one of ``[milter]
+local_domains`` or ``hostnames`` (or a subdomain of one) is accepted from an outside client
+only with a passing DKIM signature aligned with it (the same organizational domain, as DMARC's
+relaxed alignment). SPF does not count here: it vouches for the envelope, not for the From a
+reader sees. A From that does not parse or holds several addresses is not aligned with anything
+(the OpenDMARC CVE class: a verifier reads one address, the reader another); it is refused when
+any address in it names our domain. A mailing list that an ARC sealer in ``[arc]
+trusted_sealers`` vouches for (our user's post coming back from the list, its signature broken
+by a subject tag) is accepted.
 
-Outcome: spoof.local-domain.
+Replies: ``550 5.7.1 spoof: <sender> uses our domain <domain> from outside (<ip>, SPF
+<result>)`` (or ``no SPF pass`` when there is no SPF result for the sender), and ``550 5.7.1
+spoof: From: <address> uses our domain <domain> from outside (<ip>) without an aligned DKIM
+signature``.
+
+Outcomes: spoof.local-domain, spoof.header-from.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .. import dmarc
 from ..address import Mailbox
+from ..author import Author, author
 from ..check import Check, Services
 from ..facts import Connection, Facts, Stage
 from ..options import NETWORKS, CheckSettings, IPNetwork, option
 from ..textutil import printable
-from ..verdict import Verdict, reject
+from ..verdict import Verdict, auth_values, findings_of, reject
+from .arc import FINDING as ARC_TRUSTED_SEALER
 
 NAME = "spoof"
 
@@ -64,15 +81,12 @@ def our_domain(domain: str, ours: Iterable[str]) -> str:
 
 def spf_result(earlier: Iterable[Verdict], domain: str) -> str:
     """The SPF result recorded earlier for a MAIL FROM address in ``domain``, else ""."""
-    found = ""
-    for verdict in earlier:
-        for auth in verdict.auth:
-            if auth.method != "spf":
-                continue
-            for ptype, prop, value in auth.properties:
-                if (ptype, prop) == ("smtp", "mailfrom") and _domain_of(value) == domain:
-                    found = auth.result  # the latest evaluation wins
-    return found
+    found = [
+        r
+        for value, r in auth_values(earlier, "spf", "smtp", "mailfrom")
+        if _domain_of(value) == domain
+    ]
+    return found[-1] if found else ""  # the latest evaluation wins
 
 
 def _domain_of(address: str) -> str:
@@ -108,9 +122,55 @@ def check_mail(facts: Facts, settings: SpoofSettings, services: Services) -> Ver
     )
 
 
+# "@example.org" followed by something that cannot continue a domain name.
+_DOMAIN_END = r"(?![a-z0-9.-])"
+
+
+def _named_in_from(values: Iterable[str], ours: Iterable[str]) -> str:
+    """The first of ``ours`` that a From value names as an address domain (or a subdomain of)."""
+    text = " ".join(values).lower()
+    for domain in ours:
+        if re.search(rf"[@.]{re.escape(domain)}{_DOMAIN_END}", text):
+            return domain
+    return ""
+
+
+def check_eom(facts: Facts, settings: SpoofSettings, services: Services) -> Verdict | None:
+    """Refuse an outside client using our domain in the header From without aligned DKIM."""
+    connection, message = facts.connection, facts.message
+    if connection.exempt or message is None or _is_forwarder(connection, settings):
+        return None
+    site = services.site
+    domains = (*site.local_domains, *site.hostnames)
+    if not domains or findings_of(facts.earlier, ARC_TRUSTED_SEALER):
+        return None
+    found = author(message)
+    if isinstance(found, Author):
+        ours = our_domain(found.domain, domains)
+        if not ours:
+            return None
+        signers = [
+            d for d, result in auth_values(facts.earlier, "dkim", "header", "d") if result == "pass"
+        ]
+        if any(dmarc.aligned(signer, found.domain, "r") for signer in signers):
+            return None
+        shown = printable(found.address, 100)
+        evidence = "without an aligned DKIM signature"
+    else:
+        ours = _named_in_from(message.values("From"), domains)
+        if not ours:
+            return None
+        shown, evidence = "(malformed)", f"in a From that cannot be verified: {found}"
+    return reject(
+        NAME,
+        "header-from",
+        f"From: {shown} uses our domain {ours} from outside ({connection.client_text}) {evidence}",
+    )
+
+
 CHECK = Check(
     name=NAME,
-    summary="refuse outside clients using our own domains in MAIL FROM without an SPF pass",
+    summary="refuse outside clients using our own domains as sender without SPF or DKIM",
     settings=SpoofSettings,
-    stages={Stage.MAIL: check_mail},
+    stages={Stage.MAIL: check_mail, Stage.EOM: check_eom},
 )

@@ -1,0 +1,206 @@
+"""dmarc - apply the author domain's DMARC policy (RFC 7489) at end of message.
+
+Stage: end of message, after the spf, dkim and arc checks, whose verdicts it reads. Trusted and
+authenticated clients are exempt: a site's own users are never DMARC-checked.
+
+The author domain is the domain of the one mailbox in the header From. Its policy is the TXT
+record at ``_dmarc.<domain>``, else at ``_dmarc.<organizational domain>`` (whose ``sp`` then
+applies); both names are asked in parallel. The message passes when SPF passed for a domain
+aligned with the author domain (the MAIL FROM identity, or the HELO identity for the null
+sender) or a DKIM signature passed whose ``d=`` is aligned (relaxed: the same organizational
+domain; strict: the same domain, as the record's ``aspf`` and ``adkim`` ask). A failing message
+gets the record's policy, or the next lower one when ``pct`` leaves it out of the sample:
+
+    reject -> 550 5.7.1 dmarc: <domain> policy is reject: no aligned SPF or DKIM pass (...)
+              (honour_reject = no: only tagged)
+    quarantine -> tagged, or held in the MTA's quarantine (quarantine_action = quarantine)
+    none -> accepted, recorded in Authentication-Results only
+
+When the failure came through a forwarder that an ARC sealer we trust vouched for (the arc
+check's finding ``arc.trusted-sealer``), the policy is overridden (RFC 7489 section 6.7 local
+policy): the message is only tagged. No record, several records or a broken record: no DMARC
+(dmarc=none or dmarc=permerror). A DNS failure is dmarc=temperror: accepted, or with
+``temperror = tempfail`` 451 4.4.3. A From field with no, several or unreadable addresses (the
+ambiguity that lets a verifier and a reader see different authors) is dmarc=permerror, tagged.
+
+Outcomes: dmarc.pass, dmarc.reject, dmarc.quarantine, dmarc.fail (p=none), dmarc.arc-override,
+dmarc.none, dmarc.temperror, dmarc.permerror, dmarc.bad-from.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from .. import dmarc
+from ..address import NullPath
+from ..author import Author, author
+from ..check import Check, Services
+from ..dns import Found, Query, Unknown
+from ..facts import Facts, Stage
+from ..options import BOOL, CheckSettings, choice, option
+from ..textutil import printable
+from ..verdict import (
+    AuthResult,
+    Replies,
+    Verdict,
+    auth_values,
+    findings_of,
+    passed,
+    reject,
+    tag,
+    tempfail,
+)
+from .arc import FINDING as ARC_FINDING
+
+NAME = "dmarc"
+
+
+@dataclass(frozen=True, slots=True)
+class DmarcSettings(CheckSettings):
+    """Options of [dmarc]."""
+
+    quarantine_action: str = option(
+        "tag",
+        "p=quarantine failures: tag, or quarantine (held in the MTA)",
+        choice("tag", "quarantine"),
+    )
+    honour_reject: bool = option("yes", "refuse p=reject failures (no: only tag them)", BOOL)
+    temperror: str = option(
+        "accept",
+        "DNS failure on the DMARC record: accept, or tempfail (451 4.4.3)",
+        choice("accept", "tempfail"),
+    )
+
+
+def draw_sample() -> int:
+    """A number in 0..99 for pct sampling; unpredictable, so a sender cannot aim outside it."""
+    return secrets.randbelow(100)
+
+
+def _domain_of(value: str) -> str:
+    """The domain of an address or a bare domain, as an Authentication-Results value holds it."""
+    return value.rpartition("@")[2]
+
+
+def _spf(facts: Facts) -> tuple[str, str] | None:
+    """(domain, result) of the SPF identity DMARC uses: MAIL FROM, or HELO for the null sender
+    (RFC 7489 section 4.1 by way of RFC 7208 section 2.4); the latest evaluation wins."""
+    null_sender = facts.envelope is not None and isinstance(facts.envelope.sender, NullPath)
+    found = auth_values(facts.earlier, "spf", "smtp", "helo" if null_sender else "mailfrom")
+    if not found:
+        return None
+    value, result = found[-1]
+    return _domain_of(value), result
+
+
+def _evidence(spf: tuple[str, str] | None, dkim: list[tuple[str, str]]) -> str:
+    """What SPF and DKIM said, for the reason text: "SPF fail for x, DKIM pass for y"."""
+    spf_text = f"SPF {spf[1]} for {spf[0]}" if spf else "no SPF"
+    if not dkim:
+        return f"{spf_text}, no DKIM"
+    seen = list(dict.fromkeys(f"{result} for {domain}" for domain, result in dkim))
+    more = ", ..." if len(seen) > 3 else ""
+    return f"{spf_text}, DKIM " + ", ".join(seen[:3]) + more
+
+
+def ask_at_eom(facts: Facts, settings: DmarcSettings, services: Services) -> Iterable[Query]:
+    """Both policy names (author and organizational domain), asked in parallel."""
+    if facts.connection.exempt or facts.message is None:
+        return []
+    found = author(facts.message)
+    if not isinstance(found, Author):
+        return []
+    return [Query(name, "TXT") for name in dmarc.policy_names(found.domain)]
+
+
+def _texts(services: Services, name: str) -> list[str] | None:
+    """The TXT texts at ``name``; None when the DNS could not tell."""
+    answer = services.dns.lookup(name, "TXT")
+    if isinstance(answer, Unknown):
+        return None
+    return list(answer.texts()) if isinstance(answer, Found) else []
+
+
+def _auth(result: dmarc.DmarcResult) -> AuthResult:
+    """The Authentication-Results entry: dmarc=<result> header.from=<domain> policy.dmarc=..."""
+    properties = [("header", "from", result.header_from)]
+    if result.result in ("pass", "fail"):
+        properties.append(("policy", "dmarc", result.policy))
+    reason = "" if result.result == "pass" else result.reason
+    return AuthResult("dmarc", result.result, reason, tuple(properties))
+
+
+def _failure(
+    result: dmarc.DmarcResult, evidence: str, settings: DmarcSettings, earlier: Iterable[Verdict]
+) -> Verdict:
+    """The verdict for a DMARC fail: the policy to apply, unless a trusted sealer overrides it."""
+    subject = f"{result.header_from} policy is {result.requested}"
+    if result.policy_tag == "sp":
+        subject += f" (sp of {result.record_domain})"
+    # The evidence holds d= values exactly as signatures gave them.
+    reason = printable(f"{subject}: no aligned SPF or DKIM pass ({evidence})", 300)
+    if not result.sampled:
+        reason += f"; pct={result.pct} sampled out: {result.policy}"
+    sealers = findings_of(earlier, ARC_FINDING)
+    if result.policy != "none" and sealers:
+        reason += (
+            f"; policy overridden: forwarded via trusted ARC sealer {printable(sealers[0], 100)}"
+        )
+        result = replace(result, policy="none", reason=reason)
+        return tag(NAME, "arc-override", reason, (_auth(result),))
+    auth = (_auth(replace(result, reason=reason)),)
+    if result.policy == "reject":
+        if not settings.honour_reject:
+            return tag(NAME, "reject", reason, auth)
+        return replace(reject(NAME, "reject", reason), auth=auth)
+    if result.policy == "quarantine":
+        verdict = tag(NAME, "quarantine", reason, auth)
+        if settings.quarantine_action != "quarantine":
+            return verdict
+        return replace(verdict, quarantine=f"dmarc: {reason}")  # monitor mode clears it
+    return passed(NAME, "fail", reason, auth)
+
+
+def check_eom(facts: Facts, settings: DmarcSettings, services: Services) -> Verdict | None:
+    """Apply the author domain's DMARC policy to the message."""
+    message = facts.message
+    if facts.connection.exempt or message is None:
+        return None
+    found = author(message)
+    if not isinstance(found, Author):
+        return tag(NAME, "bad-from", found, (AuthResult("dmarc", "permerror", found),))
+    discovery = dmarc.discover(found.domain, lambda name: _texts(services, name))
+    spf = _spf(facts)
+    dkim = [
+        (_domain_of(value), result)
+        for value, result in auth_values(facts.earlier, "dkim", "header", "d")
+    ]
+    result = dmarc.evaluate(
+        found.domain,
+        discovery,
+        [spf[0]] if spf and spf[1] == "pass" else [],
+        [domain for domain, outcome in dkim if outcome == "pass"],
+        draw_sample(),
+    )
+    if result.result == "pass":
+        aligned = result.dkim_aligned or result.spf_aligned
+        how = "DKIM" if result.dkim_aligned else "SPF"
+        return passed(NAME, "pass", f"{how} pass aligned for {aligned}", (_auth(result),))
+    if result.result == "fail":
+        return _failure(result, _evidence(spf, dkim), settings, facts.earlier)
+    auth = (_auth(result),)
+    if result.result == "temperror" and settings.temperror == "tempfail":
+        verdict = tempfail(NAME, "temperror", result.reason, Replies.TEMPORARY_DNS)
+        return replace(verdict, auth=auth)
+    return passed(NAME, result.result, result.reason, auth)
+
+
+CHECK = Check(
+    name=NAME,
+    summary="apply the From domain's DMARC policy (aligned SPF or DKIM pass), ARC-aware",
+    settings=DmarcSettings,
+    stages={Stage.EOM: check_eom},
+    prefetch={Stage.EOM: ask_at_eom},
+)

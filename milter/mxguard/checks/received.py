@@ -1,0 +1,228 @@
+"""received - refuse mail looping between MTAs, and mail whose Received fields forge our hops.
+
+Stage: end of message. The Received fields are numbered from the top: hop 1 is the newest.
+
+Neither Postfix (3.7) nor Sendmail (8.17) passes the Received field it adds for this
+connection to the milter, so every field seen here came with the message, and none is true
+merely because it is on top: anyone can write any Received field before sending.
+
+* Loop: more than ``max_hops`` Received fields (0: no limit) is refused for every client,
+  trusted, authenticated and access-list-allowed ones included: a loop is a loop.
+* Forgery: for clients that are neither trusted nor authenticated (nor allowed by the access
+  list), a message is forged when one of its fields claims what only we could have written:
+
+  a. ``by`` one of ``[milter] hostnames`` (case-insensitive, trailing dot ignored);
+  b. ``from`` a HELO or reverse DNS name that is one of our host names, one of ``[milter]
+     local_domains`` or a subdomain of one, with an address that is not ours (or none);
+  c. ``from`` an address in ``[milter] trusted_networks``: a claim that the message passed
+     through our own networks;
+  d. a date more than ``future_skew`` after our clock, or a field dated more than
+     ``backwards_skew`` before the (older) field below it; fields without a date are skipped.
+
+  Rules a-c are not applied to mail that carries a passing DKIM signature of one of our local
+  domains: that mail went out from us, and our hops below the outside ones are genuine (our
+  user's post to an outside mailing list, coming back to our other subscribers). The dkim
+  check must run before this one (it does in the default order).
+
+  A loopback address (127.0.0.0/8, ::1) is never "ours" here, although trusted_networks lists
+  it by default: every MTA has one, and "from localhost (localhost [127.0.0.1])" written by a
+  sender's own content filter says nothing about our network. So it is no evidence for (c),
+  and it does not excuse our name in (b).
+* Fields that do not parse are tolerated and counted (finding ``received.unparsed``).
+* With ``find_client`` and a trusted client (a front-end MTA of ours relaying to us), the
+  fields it and our other relays wrote are evidence: walking down from the top across hops
+  from trusted (or loopback) addresses, the first hop from elsewhere is where the message
+  entered our network. Its address and HELO name become the findings
+  ``received.client-ip`` and ``received.client-helo``. The walk stops without a result at a
+  field that does not parse or names no address, since what lies below it cannot be trusted.
+
+Replies: ``554 5.4.6 received: too many hops (<n> > <max_hops>)``;
+``550 5.7.1 received: <evidence>`` for a forgery when ``forged = reject``.
+
+Outcomes: received.loop, received.forged, and (no refusal; findings only) received.unparsed,
+received.client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from ..check import Check, Services
+from ..facts import Facts, IPAddress, Stage
+from ..options import BOOL, DURATION, INT, CheckSettings, IPNetwork, choice, option
+from ..received import Hop, parse
+from ..textutil import printable
+from ..verdict import Action, Replies, Verdict, auth_values, by_severity, passed, reject
+from .spoof import our_domain
+
+NAME = "received"
+
+
+@dataclass(frozen=True, slots=True)
+class ReceivedSettings(CheckSettings):
+    """Options of [received]."""
+
+    forged: str = option(
+        "reject",
+        "a Received field from an outside client that claims our hosts or networks: "
+        "reject, tag or off",
+        choice("reject", "tag", "off"),
+    )
+    max_hops: int = option(
+        "50", "refuse a message with more Received fields than this as a loop (0: no limit)", INT
+    )
+    find_client: bool = option(
+        "no",
+        "from a trusted relay, find the first outside hop in the Received fields "
+        "(for later checks)",
+        BOOL,
+    )
+    future_skew: float = option(
+        "1d", "a Received date further in the future than this is forged", DURATION
+    )
+    backwards_skew: float = option(
+        "1d", "a Received date earlier than the one below it by more than this is forged", DURATION
+    )
+
+
+def _ours(ip: IPAddress | None, networks: Iterable[IPNetwork]) -> bool:
+    """True for an address of our networks; loopback is everybody's, so never ours."""
+    return ip is not None and not ip.is_loopback and any(ip in net for net in networks)
+
+
+def first_untrusted_hop(
+    hops: Sequence[Hop | None], trusted_networks: Iterable[IPNetwork]
+) -> Hop | None:
+    """Walking down from the top, the first hop from outside ``trusted_networks`` (loopback
+    counts as inside); None when the walk meets a hop without an address first."""
+    networks = tuple(trusted_networks)
+    for hop in hops:
+        if hop is None or hop.from_ip is None:
+            return None  # below a hop we cannot read, nothing is evidence any more
+        ip = hop.from_ip
+        # A loopback hop was written by the trusted host above it, about itself (a content
+        # filter handing the message back): the walk goes on.
+        if not ip.is_loopback and not any(ip in net for net in networks):
+            return hop
+    return None
+
+
+def _name(text: str) -> str:
+    return text.strip().rstrip(".").lower()
+
+
+def _claims_ours(hop: Hop, number: int, site: Any) -> str:
+    """The evidence that ``hop`` claims our host, name or network (rules a-c), else ""."""
+    hostnames = {_name(name) for name in site.hostnames}
+    networks, local_domains = site.trusted_networks, site.local_domains
+    by = _name(hop.by)
+    if by and by in hostnames:
+        return f"hop {number} claims to be received by our host {printable(by, 100)}"
+    ip = hop.from_ip
+    if _ours(ip, networks):
+        return f"hop {number} claims to be from our network ({ip})"
+    # Not from our network (or from no address at all), so none of our names may appear.
+    for claimed in (hop.from_name, hop.from_rdns):
+        name = _name(claimed)
+        if name and (name in hostnames or our_domain(name, local_domains)):
+            where = f"outside our networks ({ip})" if ip is not None else "without an address"
+            return f"hop {number} claims to be from our name {printable(name, 100)} {where}"
+    return ""
+
+
+def _when(stamp: float) -> str:
+    return datetime.fromtimestamp(stamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f}h"
+
+
+def _bad_dates(hops: Sequence[Hop | None], now: float, settings: ReceivedSettings) -> str:
+    """The evidence that the dates are impossible (rule d), else ""."""
+    above: tuple[int, float] | None = None  # the nearest dated hop above, and its time
+    for number, hop in enumerate(hops, 1):
+        if hop is None or hop.date is None:
+            continue
+        stamp = hop.date.timestamp()
+        if stamp - now > settings.future_skew:
+            return f"hop {number} is dated {_hours(stamp - now)} in the future ({_when(stamp)})"
+        # Fields are prepended, so the one above was written later: it may not be much older.
+        if above is not None and stamp - above[1] > settings.backwards_skew:
+            return (
+                f"hop {above[0]} is dated {_hours(stamp - above[1])} before hop {number} "
+                f"below it ({_when(above[1])} < {_when(stamp)})"
+            )
+        above = (number, stamp)
+    return ""
+
+
+def forgery(
+    hops: Sequence[Hop | None],
+    services: Services,
+    settings: ReceivedSettings,
+    signed_by_us: bool = False,
+) -> str:
+    """The first evidence of forgery in ``hops`` (newest first), or "" when there is none.
+
+    Mail that one of our domains signed (and that still verifies) went out from us: our own
+    hops below the outside ones are genuine (a post to a mailing list coming back)."""
+    for number, hop in enumerate(hops, 1):
+        if hop is not None and not signed_by_us:
+            evidence = _claims_ours(hop, number, services.site)
+            if evidence:
+                return evidence
+    return _bad_dates(hops, services.clock(), settings)
+
+
+def check_eom(facts: Facts, settings: ReceivedSettings, services: Services) -> Verdict | None:
+    """Refuse looping and forged messages; report unparsed fields and the outside client."""
+    message = facts.message
+    if message is None:
+        return None
+    values = message.values("Received")
+    if settings.max_hops and len(values) > settings.max_hops:
+        reason = f"too many hops ({len(values)} > {settings.max_hops})"
+        return reject(NAME, "loop", reason, Replies.LOOP)
+    hops = [parse(value) for value in values]
+    unparsed = sum(hop is None for hop in hops)
+    findings: list[tuple[str, str]] = []
+    notes: list[str] = []
+    if unparsed:
+        findings.append(("received.unparsed", str(unparsed)))
+        notes.append(f"{unparsed} of {len(hops)} Received fields do not parse")
+    connection = facts.connection
+    allowed = any(verdict.action is Action.ALLOW for verdict in facts.earlier)
+    if settings.forged != "off" and not connection.exempt and not allowed:
+        signers = auth_values(facts.earlier, "dkim", "header", "d")
+        ours = services.site.local_domains
+        signed_by_us = any(r == "pass" and our_domain(d, ours) for d, r in signers)
+        evidence = forgery(hops, services, settings, signed_by_us)
+        if evidence:
+            verdict = by_severity(settings.forged, NAME, "forged", evidence)
+            return replace(verdict, findings=tuple(findings))
+    if connection.trusted and settings.find_client:
+        client = first_untrusted_hop(hops, services.site.trusted_networks)
+        if client is not None:
+            findings.append(("received.client-ip", str(client.from_ip)))
+            if client.from_name:
+                findings.append(("received.client-helo", client.from_name))
+            notes.append(f"the client outside our relays is {client.from_ip}")
+    if not findings:
+        return None
+    outcome = "unparsed" if unparsed else "client"
+    return replace(passed(NAME, outcome, "; ".join(notes)), findings=tuple(findings))
+
+
+CHECK = Check(
+    name=NAME,
+    summary="refuse mail loops and Received fields that forge our hosts, networks or time",
+    settings=ReceivedSettings,
+    stages={Stage.EOM: check_eom},
+    # The loop limit holds even for clients an access-list entry allowed; the forgery tests
+    # skip those clients themselves.
+    inbound=False,
+)
