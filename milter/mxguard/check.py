@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .dns import DnsResult, Query
-from .facts import Facts, Stage
+from .facts import Connection, Facts, Stage
 from .notices import Notices
 from .options import CheckSettings
 from .verdict import Verdict
@@ -70,6 +70,10 @@ class Check:
     # The check reads the message body at end of message (DKIM, ARC): only then does the
     # adapter ask the MTA for it.
     reads_body: bool = False
+    # At end of message, before any check of that stage: the outside client that a trusted
+    # relay names (the received check behind a front-end MTA), or None. The pipeline then
+    # runs the connect, HELO and MAIL checks again for that client.
+    finds_client: Callable[[Facts, Any, Services], Connection | None] | None = None
 
     def active_stages(self, settings: Any) -> frozenset[Stage]:
         """The stages whose functions run for ``settings``."""

@@ -48,6 +48,9 @@ class Connection:
     auth_type: str = ""
     trusted: bool = False  # client_ip is in [milter] trusted_networks
     submission: bool = False  # daemon_name is in [milter] submission_daemons
+    # Behind a front-end MTA ([received] find_client): the trusted relay that handed the
+    # message over, while client_ip and helo are those of the outside client it names.
+    relay_ip: IPAddress | None = None
 
     @property
     def authenticated(self) -> bool:

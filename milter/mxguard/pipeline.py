@@ -10,6 +10,9 @@
   and the later ones of the transaction (the relay check is not inbound and still runs).
 * An exception in a check is logged with its traceback and becomes 451 4.3.0: a bug never
   turns into a 5xx, and it never escapes to libmilter.
+* Behind a front-end MTA, a check may name the real outside client at end of message
+  (``Check.finds_client``): the connect, HELO and MAIL checks then run again for that client,
+  and the end-of-message checks see it too. Their refusal is the end-of-message refusal.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .check import Check, Services
-from .facts import Facts, Stage
+from .facts import Connection, Facts, Stage
 from .options import CheckSettings
 from .verdict import Action, Verdict, internal_error
 
@@ -60,6 +63,7 @@ class Pipeline:
         self._observing = {
             stage: [e for e in entries if stage in e.check.observers] for stage in Stage
         }
+        self._client_finders = [e for e in entries if e.check.finds_client is not None]
 
     def acts_on(self, stage: Stage) -> bool:
         """True when some enabled check decides at ``stage`` (so the MTA must wait for us)."""
@@ -75,10 +79,50 @@ class Pipeline:
 
     def run(self, stage: Stage, facts: Facts, services: Services) -> StageResult:
         """Run the checks of ``stage`` on ``facts`` and return the stage's decision."""
+        replayed: tuple[Verdict, ...] = ()
+        if stage is Stage.EOM and self._client_finders:
+            outside = self._find_client(facts, services)
+            if outside is not None:
+                facts = replace(facts, connection=outside)
+                early = self._replay(facts, services)
+                if early.decision is not None and early.decision.action is not Action.TEMPFAIL:
+                    return early
+                replayed = early.verdicts
+                facts = replace(facts, earlier=facts.earlier + replayed)
         result = self._decide(stage, facts, services)
+        if replayed:
+            result = StageResult(
+                result.decision or self._deferral(replayed), replayed + result.verdicts
+            )
         if self._observing[stage]:
             self._observe(stage, replace(facts, earlier=facts.earlier + result.verdicts), services)
         return result
+
+    def _find_client(self, facts: Facts, services: Services) -> Connection | None:
+        for entry in self._client_finders:
+            try:
+                found = entry.check.finds_client(facts, entry.prepared, services)  # type: ignore[misc]
+            except Exception:
+                log.exception("check=%s: finding the client failed", entry.check.name)
+                continue
+            if found is not None:
+                return found
+        return None
+
+    def _replay(self, facts: Facts, services: Services) -> StageResult:
+        """The connect, HELO and MAIL checks again, for the client a trusted relay named."""
+        verdicts: list[Verdict] = []
+        for stage in (Stage.CONNECT, Stage.HELO, Stage.MAIL):
+            seen = replace(facts, stage=stage, earlier=facts.earlier + tuple(verdicts))
+            result = self._decide(stage, seen, services)
+            verdicts.extend(result.verdicts)
+            if result.decision is not None and result.decision.action is not Action.TEMPFAIL:
+                return StageResult(result.decision, tuple(verdicts))
+        return StageResult(self._deferral(verdicts), tuple(verdicts))
+
+    @staticmethod
+    def _deferral(verdicts: Sequence[Verdict]) -> Verdict | None:
+        return next((v for v in verdicts if v.action is Action.TEMPFAIL), None)
 
     def _observe(self, stage: Stage, facts: Facts, services: Services) -> None:
         for entry in self._observing[stage]:

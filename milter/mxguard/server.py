@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import grp
 import logging
 import os
@@ -56,6 +57,28 @@ def _register_callbacks(holder: RuntimeHolder) -> None:
         unknown=lambda ctx, cmd: ctx.getpriv().unknown(cmd),
         negotiate=Milter.negotiate_callback,
     )
+
+
+MAX_PACKET = 1 << 20
+
+
+def _raise_packet_limit() -> None:
+    """Let libmilter accept commands up to 1 MB instead of 64 KB.
+
+    Postfix passes a header field of up to header_size_limit (100 KB by default) in one
+    command; at libmilter's default limit such a field ends the milter session with an error,
+    and the MTA falls back to milter_default_action instead of getting our verdict. pymilter
+    does not wrap smfi_setmaxdatasize, but its extension module exports it.
+    """
+    try:
+        library = ctypes.CDLL(milter.__file__)
+        set_size = library.smfi_setmaxdatasize
+    except (OSError, AttributeError):
+        log.warning("libmilter has no smfi_setmaxdatasize: commands over 64 KB are refused")
+        return
+    set_size.restype = ctypes.c_size_t
+    set_size.argtypes = [ctypes.c_size_t]
+    set_size(MAX_PACKET)
 
 
 def _socket_path(socket_spec: str) -> str | None:
@@ -148,6 +171,7 @@ def serve(settings: config.Settings) -> int:
         target=_reload_loop, args=(settings.path, holder), name="mxguard-reload", daemon=True
     ).start()
     _register_callbacks(holder)
+    _raise_packet_limit()
     milter.setconn(settings.milter.socket)
     milter.settimeout(int(settings.milter.timeout))
     try:

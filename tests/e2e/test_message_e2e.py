@@ -12,6 +12,7 @@ from pathlib import Path
 import dkim
 import pytest
 
+from tests.support.mxguard_proc import MxguardProcess
 from tests.support.postfix import PostfixInstance
 
 from .test_postfix_e2e import HELO, by_message_id, make_message
@@ -83,3 +84,20 @@ def test_our_domain_in_from_from_outside_is_refused(mta: PostfixInstance) -> Non
     code, text = submit(mta, "someone@sender.example", data)
     assert code == 550, text
     assert text.startswith("5.7.1 spoof: From: ceo@example.test uses our domain example.test"), text
+
+
+def test_megabyte_header_and_nul_bytes_end_in_a_verdict(
+    mta: PostfixInstance, mxguard: MxguardProcess
+) -> None:
+    # Postfix keeps header_size_limit (100 KB) of the field and hands that to the milter in one
+    # command, which libmilter's default 64 KB limit would refuse (server._raise_packet_limit).
+    msgid, data = message_from("Someone <someone@sender.example>", "huge", ["X-Huge: y"])
+    data = data.replace(b"X-Huge: y", b"X-Huge: " + b"y" * 1_000_000)
+    assert submit(mta, "someone@sender.example", data)[0] == 250
+    (message,) = by_message_id(mta.wait_for_delivery("alice", 1), msgid)
+    assert "X-Huge too long" in message["X-MXGuard"], message["X-MXGuard"]
+    msgid, data = message_from("Someone <someone@sender.example>", "nul", ["X-Nul: a"])
+    data = data.replace(b"X-Nul: a", b"X-Nul: a\x00b \xff\xfe caf\xe9")
+    code, text = submit(mta, "someone@sender.example", data)
+    assert code in (250, 550, 554), text  # a verdict, whoever gives it
+    assert mxguard.alive() and "internal error" not in mxguard.log_text()

@@ -110,11 +110,22 @@ class MtaClient(MilterConnection):
             value = " " + value
         return self.step(C.SMFIC_HEADER, C.SMFIP_NR_HDR, name=name, value=value)
 
+    def _raw_step(self, payload: bytes, no_reply_bit: int) -> tuple | None:
+        """Send one command built here from bytes (miltertest encodes only text)."""
+        self.sock.sendall(struct.pack("!I", len(payload)) + payload)
+        if self.protocol_flags & no_reply_bit:
+            return None
+        return self.recv()
+
+    def raw_header(self, name: bytes, value: bytes) -> tuple | None:
+        """SMFIC_HEADER with arbitrary bytes."""
+        return self._raw_step(b"L" + name + b"\0" + value + b"\0", C.SMFIP_NR_HDR)
+
     def body(self, data: bytes) -> tuple | None:
         """SMFIC_BODY (one chunk), unless the milter asked not to get the body."""
         if self.protocol_flags & C.SMFIP_NOBODY:
             return None
-        return self.step(C.SMFIC_BODY, C.SMFIP_NR_BODY, buf=data)
+        return self._raw_step(b"B" + data, C.SMFIP_NR_BODY)
 
     def end_of_message(self) -> list[tuple]:
         """SMFIC_BODYEOB; returns the modification messages and the final disposition."""

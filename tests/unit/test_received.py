@@ -13,11 +13,13 @@ from hypothesis import strategies as st
 
 from mxguard import options
 from mxguard.address import parse_path
+from mxguard.check import Check
 from mxguard.checks import received
 from mxguard.facts import Connection, Envelope, Facts, Message, Stage
-from mxguard.pipeline import Pipeline
+from mxguard.options import CheckSettings
+from mxguard.pipeline import Pipeline, StageResult
 from mxguard.received import Hop, parse
-from mxguard.verdict import Action, AuthResult, Verdict, allow
+from mxguard.verdict import Action, AuthResult, Verdict, allow, reject
 from tests.unit import fakes
 
 ip = ipaddress.ip_address
@@ -850,3 +852,53 @@ def test_our_own_signed_mail_coming_back_from_a_list_is_not_forged() -> None:
     # A signature that failed, or one by somebody else, excuses nothing.
     assert run(*round_trip, earlier=dkim_pass("example.org", "fail")).outcome == "received.forged"
     assert run(*round_trip, earlier=dkim_pass("lists.example.net")).outcome == "received.forged"
+
+
+def test_behind_a_front_end_the_earlier_checks_run_again_for_the_outside_client() -> None:
+    seen: list[tuple[str, str, object, bool]] = []
+
+    def record(stage_name: str):
+        def check(facts, settings, services):
+            connection = facts.connection
+            seen.append(
+                (stage_name, str(connection.client_ip), connection.helo, connection.trusted)
+            )
+            if str(connection.client_ip) == "192.0.2.66":
+                return reject("fake", "listed", "listed client")
+            return None
+
+        return check
+
+    fake = Check(
+        name="fake",
+        summary="",
+        settings=CheckSettings,
+        stages={Stage.CONNECT: record("connect"), Stage.MAIL: record("mail")},
+    )
+    settings = replace(DEFAULTS, find_client=True)
+    pipeline = Pipeline([(received.CHECK, settings), (fake, CheckSettings())])
+
+    def eom_from(outside_ip: str) -> StageResult:
+        chain = (
+            hop_text("frontend", f"frontend [{RELAY}]", "mx.example.org"),  # our relay's inside hop
+            hop_text("out.sender.example", f"out.sender.example [{outside_ip}]", "frontend"),
+            hop_text("pc", "pc [198.51.100.50]", "out.sender.example"),
+        )
+        facts = Facts(
+            Stage.EOM,
+            Connection(client_ip=RELAY, trusted=True),
+            Envelope("<a@sender.example>", parse_path("<a@sender.example>")),
+            message=Message.from_text([("Received", value) for value in chain]),
+        )
+        return pipeline.run(Stage.EOM, facts, fakes.services(SITE, now=NOW.timestamp()))
+
+    result = eom_from("192.0.2.9")
+    assert result.decision is None
+    assert seen == [
+        ("connect", "192.0.2.9", "out.sender.example", False),
+        ("mail", "192.0.2.9", "out.sender.example", False),
+    ]
+    # Our own relay's hops ("by mx.example.org") are not taken for forgeries.
+    assert not any(v.outcome == "received.forged" for v in result.verdicts)
+    refused = eom_from("192.0.2.66")
+    assert refused.decision is not None and refused.decision.text == "fake: listed client"

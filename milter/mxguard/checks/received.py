@@ -51,7 +51,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..check import Check, Services
-from ..facts import Facts, IPAddress, Stage
+from ..facts import Connection, Facts, IPAddress, Stage
 from ..options import BOOL, DURATION, INT, CheckSettings, IPNetwork, choice, option
 from ..received import Hop, parse
 from ..textutil import printable
@@ -195,6 +195,10 @@ def check_eom(facts: Facts, settings: ReceivedSettings, services: Services) -> V
         findings.append(("received.unparsed", str(unparsed)))
         notes.append(f"{unparsed} of {len(hops)} Received fields do not parse")
     connection = facts.connection
+    if connection.relay_ip is not None:
+        # Behind our front-end relay: the fields down to the client's hop are our relays' own.
+        client = first_untrusted_hop(hops, services.site.trusted_networks)
+        hops = hops[hops.index(client) + 1 :] if client in hops else []
     allowed = any(verdict.action is Action.ALLOW for verdict in facts.earlier)
     if settings.forged != "off" and not connection.exempt and not allowed:
         signers = auth_values(facts.earlier, "dkim", "header", "d")
@@ -217,6 +221,27 @@ def check_eom(facts: Facts, settings: ReceivedSettings, services: Services) -> V
     return replace(passed(NAME, outcome, "; ".join(notes)), findings=tuple(findings))
 
 
+def real_client(facts: Facts, settings: ReceivedSettings, services: Services) -> Connection | None:
+    """With ``find_client``, the outside client named by our trusted relay's Received chain."""
+    connection, message = facts.connection, facts.message
+    if not (settings.find_client and connection.trusted) or connection.authenticated:
+        return None
+    if message is None:
+        return None
+    hops = [parse(value) for value in message.values("Received")[: settings.max_hops or None]]
+    client = first_untrusted_hop(hops, services.site.trusted_networks)
+    if client is None or client.from_ip is None:
+        return None
+    return replace(
+        connection,
+        client_ip=client.from_ip,
+        client_name=client.from_rdns or "unknown",
+        helo=client.from_name,
+        trusted=False,
+        relay_ip=connection.client_ip,
+    )
+
+
 CHECK = Check(
     name=NAME,
     summary="refuse mail loops and Received fields that forge our hosts, networks or time",
@@ -225,4 +250,5 @@ CHECK = Check(
     # The loop limit holds even for clients an access-list entry allowed; the forgery tests
     # skip those clients themselves.
     inbound=False,
+    finds_client=real_client,
 )
