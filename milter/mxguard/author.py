@@ -12,6 +12,7 @@ Everything here is total: any text in, an ``Author`` or a problem text out, neve
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 import string
@@ -222,6 +223,9 @@ def _mailbox(tokens: list[Token]) -> Author | str:
     return _addr_spec(inner)
 
 
+# The dmarc and spoof checks both ask for the author of each message, and a mailing list's or
+# a newsletter's From repeats from message to message; the parse is pure, so it is memoised.
+@functools.lru_cache(maxsize=4096)
 def _parse_from(value: str) -> Author | str:
     """The one mailbox of a From field value, or a problem text."""
     if any(_bad_char(char) for char in value):

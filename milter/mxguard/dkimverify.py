@@ -22,9 +22,14 @@ from typing import Any
 
 import dkim
 import dkim.crypto
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from dkim.util import InvalidTagValueList, parse_tag_value
 
 from .dns import DnsResult, Found, NotFound
+from .facts import Message
 
 # dkimpy logs every step at debug level (and formats those lines even when nobody reads them);
 # its errors are ours to report, in the verdict, so its logger stays quiet.
@@ -52,6 +57,31 @@ def _bytes_to_int(data: bytes | bytearray) -> int:
     """dkimpy's ``crypto.str2int``, without its byte loop."""
     return int.from_bytes(bytes(data), "big")
 
+
+@functools.lru_cache(maxsize=KEY_CACHE_SIZE)
+def _openssl_key(modulus: int, exponent: int) -> rsa.RSAPublicKey:
+    return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+
+
+_OPENSSL_HASHES = {"sha256": hashes.SHA256, "sha1": hashes.SHA1}
+
+
+def _rsa_verify(digest: Any, signature: bytes, public_key: dict) -> bool:
+    """dkimpy's RSASSA-PKCS1-v1_5 verification (RFC 8017), done by OpenSSL: dkimpy's own uses
+    Python's pow(), 140 us of a 2048-bit key's 420 us verification here, against 20 us."""
+    algorithm = _OPENSSL_HASHES.get(digest.name)
+    if algorithm is None:
+        return _dkimpy_rsa_verify(digest, signature, public_key)
+    try:
+        key = _openssl_key(public_key["modulus"], public_key["publicExponent"])
+        key.verify(bytes(signature), digest.digest(), padding.PKCS1v15(), Prehashed(algorithm()))
+    except (InvalidSignature, ValueError):
+        return False
+    return True
+
+
+_dkimpy_rsa_verify = dkim.RSASSA_PKCS1_v1_5_verify
+dkim.RSASSA_PKCS1_v1_5_verify = _rsa_verify
 
 # dkimpy converts RSA integers to bytes one byte at a time in Python, which was the largest
 # single cost of a verification in our profile (2 x 256 iterations for a 2048-bit key). The
@@ -97,11 +127,21 @@ def _fields(raw: bytes) -> dict[bytes, bytes] | None:
 
 
 def verify_message(
-    message: bytes, lookup: Lookup, min_key_bits: int = 1024, max_signatures: int = 10
+    message: bytes | Message,
+    lookup: Lookup,
+    min_key_bits: int = 1024,
+    max_signatures: int = 10,
 ) -> list[SignatureResult]:
-    """Verify the first ``max_signatures`` DKIM-Signature fields of ``message`` (CRLF form)."""
+    """Verify the first ``max_signatures`` DKIM-Signature fields of ``message`` (bytes in
+    SMTP form, or the fields and body as the MTA gave them)."""
     try:
-        verifier = dkim.DKIM(message, logger=quiet_logger(), minkey=min_key_bits)
+        if isinstance(message, Message):
+            verifier = dkim.DKIM(None, logger=quiet_logger(), minkey=min_key_bits)
+            # The fields are split already: dkimpy's own parse of the joined bytes is skipped.
+            verifier.headers = [[name, value] for name, value in message.crlf_fields()]
+            verifier.body = _crlf_body(message.body)
+        else:
+            verifier = dkim.DKIM(message, logger=quiet_logger(), minkey=min_key_bits)
     except dkim.DKIMException as error:
         return [SignatureResult("permerror", f"message does not parse: {error}")]
     count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
@@ -109,6 +149,13 @@ def verify_message(
         _verify_one(verifier, index, lookup, min_key_bits)
         for index in range(min(count, max_signatures))
     ]
+
+
+def _crlf_body(body: bytes) -> bytes:
+    """The body with every line ending CRLF, as dkimpy's own parser leaves it."""
+    if b"\n" in body.replace(b"\r\n", b""):
+        return re.sub(rb"\r?\n", b"\r\n", body)
+    return body
 
 
 def _verify_one(

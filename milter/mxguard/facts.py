@@ -133,15 +133,19 @@ class Message:
         key = name.lower()
         return [value for field, value in self.headers if field.lower() == key]
 
+    def crlf_fields(self) -> list[tuple[bytes, bytes]]:
+        """The fields in SMTP form: each value with its leading space and CRLF line ends."""
+        fields = []
+        for name, value in self.raw_headers:
+            if value and not value.startswith((b" ", b"\t")):
+                value = b" " + value  # the MTA stripped it; one space is what nearly all send
+            fields.append((name, value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n") + b"\r\n"))
+        return fields
+
     def as_bytes(self) -> bytes:
         """The message in SMTP form (CRLF line ends), as a DKIM verifier must see it."""
-        lines = []
-        for name, value in self.raw_headers:
-            if not value.startswith((b" ", b"\t")) and value:
-                value = b" " + value  # the MTA stripped it; one space is what nearly all send
-            value = value.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            lines.append(name + b":" + value + b"\r\n")
-        return b"".join(lines) + b"\r\n" + self.body
+        head = b"".join(name + b":" + value for name, value in self.crlf_fields())
+        return head + b"\r\n" + self.body
 
 
 @dataclass(frozen=True, slots=True)

@@ -136,15 +136,16 @@ class Pipeline:
         self._prefetch(stage, facts, services, allowed)
         verdicts: list[Verdict] = []
         deferral: Verdict | None = None
+        # A check sees what the checks before it found, in this stage too (spoof reads SPF).
+        seen = facts
         for entry in self._deciding[stage]:
             if allowed and entry.check.inbound:
                 continue
-            # A check sees what the checks before it found, in this stage too (spoof reads SPF).
-            seen = replace(facts, earlier=facts.earlier + tuple(verdicts)) if verdicts else facts
             verdict = self._run_one(entry, stage, seen, services)
             if verdict is None:
                 continue
             verdicts.append(verdict)
+            seen = replace(facts, earlier=facts.earlier + tuple(verdicts))
             if verdict.action in (Action.REJECT, Action.DISCARD):
                 return StageResult(verdict, tuple(verdicts))
             if verdict.action is Action.TEMPFAIL and deferral is None:

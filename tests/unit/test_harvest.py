@@ -266,3 +266,15 @@ def test_defaults_and_config_errors() -> None:
 def test_harvest_runs_before_recipients_by_default() -> None:
     names = [check.name for check, _ in config.load("t.ini", text=SITE).ordered_checks()]
     assert names.index("rhsbl") < names.index("harvest") < names.index("recipients")
+
+
+def test_a_lock_set_by_another_host_is_seen_within_a_second(
+    backend: Backend, listfile: Path
+) -> None:
+    pipe = pipeline(listfile)
+    services = new_connection(backend.store, backend.clock)
+    assert reply(rcpt(pipe, services, "<alice@example.org>")) is None  # clear: remembered
+    backend.store.put(harvest.LOCK_PREFIX + ATTACKER, "10", 3600)  # another MX host locks
+    assert reply(rcpt(pipe, services, "<alice@example.org>")) is None  # not read again yet
+    backend.clock.now += harvest.CLEAR_SECONDS + 0.1
+    assert reply(rcpt(pipe, services, "<alice@example.org>"))[:2] == ("450", "4.7.1")

@@ -6,6 +6,7 @@ crash it."""
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 import time
@@ -654,3 +655,26 @@ def test_unexpected_error_inside_pyspf_is_temperror_not_a_crash() -> None:
 def test_a_dns_failure_can_never_be_configured_into_a_5xx() -> None:
     with pytest.raises(ConfigError, match=r"\[spf\] on_temperror: expected one of continue, tag, "):
         config.load("t.ini", text="[spf]\non_temperror = reject\n")
+
+
+def test_memo_reuses_a_result_for_a_minute_and_never_keeps_temperror() -> None:
+    memo = spf.SpfMemo(size=2)
+    settings = dataclasses.replace(spf.SpfSettings(), memo=memo)
+    ip = ipaddress.ip_address("192.0.2.1")
+    calls: list[str] = []
+
+    def compute(result: str):
+        return lambda: calls.append(result) or (result, "")
+
+    remembered = spf._remembered
+    assert remembered(settings, 100.0, ip, "a@x.example", "h", compute("pass")) == ("pass", "")
+    assert remembered(settings, 159.0, ip, "a@x.example", "h", compute("fail")) == ("pass", "")
+    assert remembered(settings, 160.0, ip, "a@x.example", "h", compute("fail")) == ("fail", "")
+    assert calls == ["pass", "fail"]
+    for _ in range(2):
+        remembered(settings, 200.0, ip, "b@x.example", "h", compute("temperror"))
+    assert calls == ["pass", "fail", "temperror", "temperror"]
+    remembered(settings, 200.0, ip, "c@x.example", "h", compute("pass"))
+    remembered(settings, 200.0, ip, "d@x.example", "h", compute("pass"))  # size 2: a@ goes
+    remembered(settings, 200.0, ip, "a@x.example", "h", compute("none"))
+    assert calls[-1] == "none"

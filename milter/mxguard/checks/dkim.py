@@ -95,7 +95,7 @@ def check_eom(facts: Facts, settings: DkimSettings, services: Services) -> Verdi
     if not any(name.lower() == "dkim-signature" for name, _ in message.headers):
         return passed(NAME, "none", auth=(AuthResult("dkim", "none"),))
     results = verify_message(
-        message.as_bytes(), services.dns.lookup, settings.min_key_bits, settings.max_signatures
+        message, services.dns.lookup, settings.min_key_bits, settings.max_signatures
     )
     auth = tuple(auth_result(result) for result in results)
     if not results:  # max_signatures = 0

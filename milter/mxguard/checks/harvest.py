@@ -21,14 +21,21 @@ by every MX host.
 
 A failing store never refuses mail: the check passes and warns (at most once a minute).
 
+A network found not locked out is not asked about again for ``CLEAR_SECONDS`` (1 s): a store
+read per RCPT was the largest cost of this check on a busy MX, and for SQLite the most
+expensive kind (the interpreter lock is given up during the query and waited for after it).
+A lock-out this process sets is seen at once; one set by another MX host, within a second.
+
 Outcomes: harvest.locked-out.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 from ..check import Check, Services
 from ..errors import StoreError
@@ -37,10 +44,36 @@ from ..options import DURATION, INT, CheckSettings, option
 from ..verdict import Replies, Verdict, reject
 
 NAME = "harvest"
+CLEAR_SECONDS = 1.0
 COUNT_PREFIX = "harvest:count:"
 LOCK_PREFIX = "harvest:lock:"
 
 log = logging.getLogger("mxguard.harvest")
+
+
+class RecentlyClear:
+    """Client networks found not locked out, and when that stops being news."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._until: dict[str, float] = {}
+        self._size = size
+        self._lock = threading.Lock()
+
+    def __contains__(self, item: tuple[str, float]) -> bool:
+        network, now = item
+        return self._until.get(network, 0.0) > now
+
+    def add(self, network: str, now: float) -> None:
+        """Remember that ``network`` was not locked out at ``now``."""
+        with self._lock:
+            if len(self._until) >= self._size:
+                self._until.clear()  # cheaper than an LRU, and at worst a second of reads
+            self._until[network] = now + CLEAR_SECONDS
+
+    def forget(self, network: str) -> None:
+        """The network was just locked out: ask the store again."""
+        with self._lock:
+            self._until.pop(network, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +90,8 @@ class HarvestSettings(CheckSettings):
     lockout: float = option(
         "1h", "how long a locked-out network gets 450 4.7.1 for every recipient", DURATION
     )
+    # Not an option: given by CHECK.prepare.
+    clear: RecentlyClear | None = field(default=None, compare=False, repr=False)
 
 
 def client_network(facts: Facts) -> str | None:
@@ -86,12 +121,17 @@ def check_rcpt(facts: Facts, settings: HarvestSettings, services: Services) -> V
     network = _applies(facts, services)
     if network is None or facts.recipient.mta_rejected:  # type: ignore[union-attr]
         return None
+    now, clear = services.clock(), settings.clear
+    if clear is not None and (network, now) in clear:
+        return None
     try:
         locked = services.store.get(LOCK_PREFIX + network)
     except StoreError as error:
         _store_failed(services, error)
         return None
     if locked is None:
+        if clear is not None:
+            clear.add(network, now)
         return None
     return reject(
         NAME,
@@ -119,7 +159,10 @@ def count(facts: Facts, settings: HarvestSettings, services: Services) -> None:
         unknown = services.store.incr(COUNT_PREFIX + network, settings.window)
         if unknown < settings.max_unknown:
             return
-        if services.store.put_new(LOCK_PREFIX + network, str(unknown), settings.lockout):
+        locked_now = services.store.put_new(LOCK_PREFIX + network, str(unknown), settings.lockout)
+        if settings.clear is not None:
+            settings.clear.forget(network)  # after the lock is stored, so no reader misses it
+        if locked_now:
             log.warning(
                 "client=%s unknown=%d locked_out=%s",
                 network,
@@ -136,4 +179,5 @@ CHECK = Check(
     settings=HarvestSettings,
     stages={Stage.RCPT: check_rcpt},
     observers={Stage.RCPT: count},
+    prepare=lambda settings: dataclasses.replace(settings, clear=RecentlyClear()),
 )

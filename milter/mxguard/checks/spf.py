@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import spf as pyspf
 
@@ -45,6 +47,43 @@ log = logging.getLogger("mxguard.spf")
 ACTIONS = ("continue", "tag", "reject", "tempfail")
 ACTION = choice(*ACTIONS)
 RESULTS = ("pass", "neutral", "none", "fail", "softfail", "permerror", "temperror")
+
+
+class SpfMemo:
+    """Recent SPF results by (client address, sender, HELO), for ``MEMO_SECONDS``.
+
+    pyspf parses the records and walks their mechanisms on every evaluation (65 us here even
+    with every DNS answer cached). A newsletter or a list sends many messages from one address
+    within seconds, so a result is reused briefly: a record change shows after a minute at
+    most, well inside the DNS TTLs it came from. A temperror is never kept."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self._entries: OrderedDict[tuple[str, str, str], tuple[float, tuple[str, str]]]
+        self._entries = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str], now: float) -> tuple[str, str] | None:
+        """The result remembered for ``key``, unless it is older than MEMO_SECONDS."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry[0] <= now:
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
+
+    def put(self, key: tuple[str, str, str], result: tuple[str, str], now: float) -> None:
+        """Remember ``result`` (result, explanation) for MEMO_SECONDS from ``now``."""
+        if result[0] == "temperror":
+            return
+        with self._lock:
+            self._entries[key] = (now + MEMO_SECONDS, result)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._size:
+                self._entries.popitem(last=False)
+
+
+MEMO_SECONDS = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +111,8 @@ class SpfSettings(CheckSettings):
     timeout: float = option(
         "10s", "bound for the whole SPF check, both identities (plus one [dns] timeout)", DURATION
     )
+    # Not an option: the memo of recent results, given to the settings by CHECK.prepare.
+    memo: SpfMemo | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +194,24 @@ def _helo_domain(helo: str) -> str:
     return "" if not name or name.startswith("[") or is_ip_address(name) else name
 
 
-def identities(facts: Facts, settings: SpfSettings, dns: DnsView) -> list[SpfResult]:
+def _remembered(
+    settings: SpfSettings, now: float, ip: IPAddress, sender: str, helo: str, compute
+) -> tuple[str, str]:
+    """``compute()``'s (result, explanation), or the memo's when it has a fresh one."""
+    memo = settings.memo
+    if memo is None:
+        return compute()
+    key = (str(ip), sender, helo)
+    found = memo.get(key, now)
+    if found is None:
+        found = compute()
+        memo.put(key, found, now)
+    return found
+
+
+def identities(
+    facts: Facts, settings: SpfSettings, dns: DnsView, now: float = 0.0
+) -> list[SpfResult]:
     """The SPF results of this transaction: MAIL FROM (unless null) and HELO."""
     connection, envelope = facts.connection, facts.envelope
     ip, results = connection.client_ip, []
@@ -164,12 +222,25 @@ def identities(facts: Facts, settings: SpfSettings, dns: DnsView) -> list[SpfRes
     deadline = time.monotonic() + settings.timeout  # one bound for both identities
     if isinstance(sender, Mailbox) and sender.domain and sender.literal is None:
         address = f"{sender.local_part}@{sender.domain}"
-        result, explanation = evaluate(
-            ip, address, helo or sender.domain, dns, settings.timeout, deadline
+        identity = helo or sender.domain
+        result, explanation = _remembered(
+            settings,
+            now,
+            ip,
+            address,
+            identity,
+            lambda: evaluate(ip, address, identity, dns, settings.timeout, deadline),
         )
         results.append(SpfResult("mailfrom", address, result, explanation))
     if helo and (settings.check_helo or isinstance(sender, NullPath)):
-        result, explanation = evaluate(ip, "", helo, dns, settings.timeout, deadline)
+        result, explanation = _remembered(
+            settings,
+            now,
+            ip,
+            "",
+            helo,
+            lambda: evaluate(ip, "", helo, dns, settings.timeout, deadline),
+        )
         results.append(SpfResult("helo", helo, result, explanation))
     return results
 
@@ -198,7 +269,7 @@ def check_mail(facts: Facts, settings: SpfSettings, services: Services) -> Verdi
     connection = facts.connection
     if connection.exempt or _is_forwarder(connection, settings):
         return None
-    results = identities(facts, settings, services.dns)
+    results = identities(facts, settings, services.dns, services.clock())
     if not results:
         return None
     deciding = results[0]  # MAIL FROM when there is one, else HELO
@@ -231,4 +302,5 @@ CHECK = Check(
     summary="evaluate SPF for MAIL FROM and HELO; act per result",
     settings=SpfSettings,
     stages={Stage.MAIL: check_mail},
+    prepare=lambda settings: dataclasses.replace(settings, memo=SpfMemo()),
 )
