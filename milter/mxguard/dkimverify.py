@@ -119,11 +119,18 @@ def _text(value: Any) -> str:
     return str(value or "")
 
 
+@functools.lru_cache(maxsize=256)
 def _fields(raw: bytes) -> dict[bytes, bytes] | None:
+    """A signature's tags; memoised, as the prefetch and the verification both read them."""
     try:
         return parse_tag_value(raw)
     except (InvalidTagValueList, ValueError, IndexError):
         return None
+
+
+def signature_tags(raw: bytes) -> dict[bytes, bytes]:
+    """The tags of a DKIM-Signature value ({} when it does not parse); do not modify."""
+    return _fields(raw) or {}
 
 
 def verify_message(
@@ -138,7 +145,7 @@ def verify_message(
         if isinstance(message, Message):
             verifier = dkim.DKIM(None, logger=quiet_logger(), minkey=min_key_bits)
             # The fields are split already: dkimpy's own parse of the joined bytes is skipped.
-            verifier.headers = [[name, value] for name, value in message.crlf_fields()]
+            verifier.headers = _signed_fields(message.crlf_fields(), max_signatures)
             verifier.body = _crlf_body(message.body)
         else:
             verifier = dkim.DKIM(message, logger=quiet_logger(), minkey=min_key_bits)
@@ -149,6 +156,20 @@ def verify_message(
         _verify_one(verifier, index, lookup, min_key_bits)
         for index in range(min(count, max_signatures))
     ]
+
+
+def _signed_fields(fields: list[tuple[bytes, bytes]], max_signatures: int) -> list[list[bytes]]:
+    """The fields a signature may cover, in order: the signatures and the fields their h=
+    name. dkimpy canonicalizes every field it is given before picking the signed ones, and a
+    real message has far more fields (Received, X-...) than it signs."""
+    named = {b"dkim-signature"}
+    seen = 0
+    for name, value in fields:
+        if name.lower() == b"dkim-signature" and seen < max_signatures:
+            seen += 1
+            listed = signature_tags(value).get(b"h", b"")
+            named.update(part.strip().lower() for part in listed.split(b":"))
+    return [[name, value] for name, value in fields if name.lower() in named]
 
 
 def _crlf_body(body: bytes) -> bytes:
@@ -162,7 +183,7 @@ def _verify_one(
     verifier: dkim.DKIM, index: int, lookup: Lookup, min_key_bits: int
 ) -> SignatureResult:
     raw = [value for name, value in verifier.headers if name.lower() == b"dkim-signature"][index]
-    fields = _fields(raw) or {}
+    fields = signature_tags(raw)
     described = SignatureResult(
         "permerror",
         "",

@@ -158,3 +158,15 @@ class Facts:
     recipient: Recipient | None = None
     message: Message | None = None
     earlier: tuple = field(default=())  # verdicts of earlier stages of this transaction
+
+    def seeing(self, more: tuple) -> Facts:
+        """The same facts with ``more`` verdicts in ``earlier`` (built directly: the pipeline
+        does this after every verdict, and dataclasses.replace is several times slower)."""
+        return Facts(
+            self.stage,
+            self.connection,
+            self.envelope,
+            self.recipient,
+            self.message,
+            self.earlier + more,
+        )

@@ -88,14 +88,14 @@ class Pipeline:
                 if early.decision is not None and early.decision.action is not Action.TEMPFAIL:
                     return early
                 replayed = early.verdicts
-                facts = replace(facts, earlier=facts.earlier + replayed)
+                facts = facts.seeing(replayed)
         result = self._decide(stage, facts, services)
         if replayed:
             result = StageResult(
                 result.decision or self._deferral(replayed), replayed + result.verdicts
             )
         if self._observing[stage]:
-            self._observe(stage, replace(facts, earlier=facts.earlier + result.verdicts), services)
+            self._observe(stage, facts.seeing(result.verdicts), services)
         return result
 
     def _find_client(self, facts: Facts, services: Services) -> Connection | None:
@@ -145,7 +145,7 @@ class Pipeline:
             if verdict is None:
                 continue
             verdicts.append(verdict)
-            seen = replace(facts, earlier=facts.earlier + tuple(verdicts))
+            seen = facts.seeing(tuple(verdicts))
             if verdict.action in (Action.REJECT, Action.DISCARD):
                 return StageResult(verdict, tuple(verdicts))
             if verdict.action is Action.TEMPFAIL and deferral is None:

@@ -71,6 +71,9 @@ _MAX_DATE = 200
 _MAX_ADDRESS = 100
 
 
+_ADDRESS_CHARS = re.compile(r"[0-9A-Fa-f.:]+")
+
+
 class _TooComplex(Exception):
     """More structure than any MTA writes: the field is junk."""
 
@@ -146,6 +149,8 @@ def _address(word: str) -> IPAddress | None:
         text = word.rpartition("@")[2]  # qmail and Sendmail write an ident user before it
     # Exchange writes link-local addresses with a zone (fe80::1%4): meaningless to us.
     text = text.partition("%")[0]
+    if not _ADDRESS_CHARS.fullmatch(text):
+        return None  # most words are names: ipaddress would raise twice (v4, v6) to say so
     try:
         return normalise_ip(ipaddress.ip_address(text))
     except ValueError:

@@ -15,6 +15,7 @@ from mxguard.facts import Stage
 from mxguard.options import CheckSettings, Mode
 from mxguard.pipeline import Pipeline
 from mxguard.runtime import RuntimeHolder, build_runtime
+from mxguard.verdict import tag
 
 ALL_PROTOCOL = 0x1FFFFF
 
@@ -48,6 +49,9 @@ class FakeContext:
 
     def chgheader(self, name, idx, value) -> None:
         self.edits.append(("chg", name, idx, value))
+
+    def quarantine(self, reason) -> None:
+        self.edits.append(("quarantine", reason))
 
 
 def broken_check(stage: Stage) -> Check:
@@ -184,3 +188,22 @@ def test_raw_headers_and_body_reach_the_checks_and_added_fields_get_their_space(
     assert message.as_bytes().startswith(b"Subject:  two spaces\r\n\tand a fold\r\nX-Bytes: caf")
     added = [edit for edit in ctx.edits if edit[0] == "add"]
     assert added and all(value.startswith(" ") for _, _, value, _ in added)
+
+
+def quarantining(stage: Stage = Stage.EOM) -> Check:
+    def hold(facts, settings, services):
+        return dataclasses.replace(
+            tag("dmarc", "quarantine", "policy is quarantine"), quarantine="dmarc: held"
+        )
+
+    return Check(name="dmarc", summary="", settings=CheckSettings, stages={stage: hold})
+
+
+def test_quarantine_verdict_holds_the_message_unless_monitored() -> None:
+    milter, ctx = milter_with([(quarantining(), CheckSettings())])
+    assert converse(milter)[-1] == Milter.CONTINUE
+    assert ("quarantine", "dmarc: held") in ctx.edits
+    monitored = CheckSettings(mode=Mode.MONITOR)
+    milter, ctx = milter_with([(quarantining(), monitored)])
+    assert converse(milter)[-1] == Milter.CONTINUE
+    assert not [edit for edit in ctx.edits if edit[0] == "quarantine"]

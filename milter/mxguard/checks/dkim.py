@@ -25,10 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from dkim.util import InvalidTagValueList, parse_tag_value
-
 from ..check import Check, Services
-from ..dkimverify import SignatureResult, verify_message
+from ..dkimverify import SignatureResult, signature_tags, verify_message
 from ..dns import Query
 from ..facts import Facts, Stage
 from ..options import INT, CheckSettings, choice, option
@@ -73,13 +71,10 @@ def _key_queries(facts: Facts, settings: DkimSettings, services: Services) -> It
     if message is None or facts.connection.exempt:
         return []
     queries = []
-    for name, value in message.raw_headers:
+    for name, value in message.crlf_fields():  # the form the verification memoises by
         if name.lower() != b"dkim-signature" or len(queries) >= settings.max_signatures:
             continue
-        try:
-            fields = parse_tag_value(value)
-        except (InvalidTagValueList, ValueError, IndexError):
-            continue
+        fields = signature_tags(value)
         selector, domain = fields.get(b"s", b""), fields.get(b"d", b"")
         if selector and domain:
             text = f"{selector.decode('ascii', 'replace')}._domainkey."
