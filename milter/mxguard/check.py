@@ -74,6 +74,9 @@ class Check:
     # relay names (the received check behind a front-end MTA), or None. The pipeline then
     # runs the connect, HELO and MAIL checks again for that client.
     finds_client: Callable[[Facts, Any, Services], Connection | None] | None = None
+    # Problems with settings that parse but cannot work (a key file others can read), as
+    # (option, what was expected) pairs: they stop startup and refuse a reload.
+    validate: Callable[[Any], Iterable[tuple[str, str]]] | None = None
 
     def active_stages(self, settings: Any) -> frozenset[Stage]:
         """The stages whose functions run for ``settings``."""

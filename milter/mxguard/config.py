@@ -251,6 +251,11 @@ def load(path: str = DEFAULT_PATH, text: str | None = None) -> Settings:
                 f"{path}: [milter] order: expected check names ({', '.join(check_names)}), "
                 f"got {name!r}{_suggest(name, check_names)}"
             )
+    for check in ALL_CHECKS:
+        settings = parsed[check.name]
+        if check.validate is not None and settings.enabled and not problems:
+            for option_name, expected in check.validate(settings):
+                problems.append(f"{path}: [{check.name}] {option_name}: {expected}")
     if problems:
         raise ConfigError("\n".join(problems))
     if not milter.authserv_id:

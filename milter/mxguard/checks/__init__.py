@@ -8,6 +8,7 @@ from . import (
     arc,
     backscatter,
     dkim,
+    dkimsign,
     dmarc,
     dnsbl,
     greylist,
@@ -22,12 +23,14 @@ from . import (
     sender,
     spf,
     spoof,
+    submission,
 )
 
 ALL_CHECKS: tuple[Check, ...] = (
     access.CHECK,
     relay.CHECK,
     helo.CHECK,
+    submission.CHECK,
     spf.CHECK,
     sender.CHECK,
     rdns.CHECK,
@@ -46,4 +49,5 @@ ALL_CHECKS: tuple[Check, ...] = (
     received.CHECK,
     dmarc.CHECK,
     spoof.CHECK,
+    dkimsign.CHECK,
 )
