@@ -23,7 +23,7 @@ import idna
 
 from .facts import Message
 
-__all__ = ["Author", "author", "normalise_domain"]
+__all__ = ["NO_FIELD", "Author", "author", "normalise_domain"]
 
 NO_FIELD = "no From field"
 SEVERAL_FIELDS = "several From fields"

@@ -13,8 +13,13 @@ from tests.support.mxguard_proc import MxguardProcess
 from .conftest import client_for, start_mxguard
 
 
-def open_transaction(process: MxguardProcess, ip: str = "203.0.113.9", **mail_macros: str):
-    """Connect, HELO and MAIL FROM as an outside client."""
+def open_transaction(
+    process: MxguardProcess,
+    ip: str = "203.0.113.9",
+    sender: str = "<sender@elsewhere.example>",
+    **mail_macros: str,
+):
+    """Connect, HELO and MAIL FROM (as an outside client unless macros say otherwise)."""
     client = client_for(process)
     client.macros(C.SMFIC_CONNECT, j="mx.example.test", **{"{daemon_name}": "mx"})
     assert client.connect_step(ip) is None  # no connect check: no reply asked for
@@ -22,7 +27,7 @@ def open_transaction(process: MxguardProcess, ip: str = "203.0.113.9", **mail_ma
     if mail_macros:
         client.macros(C.SMFIC_MAIL, **mail_macros)
     # The HELO and reverse-DNS checks decide at MAIL, so the MTA waits for that reply.
-    assert client.mail("<sender@elsewhere.example>") == (C.SMFIR_CONTINUE, {})
+    assert client.mail(sender) == (C.SMFIR_CONTINUE, {})
     return client
 
 
@@ -106,13 +111,16 @@ def test_trusted_and_authenticated_clients_may_relay(mxguard: MxguardProcess) ->
     trusted = open_transaction(mxguard, ip="192.0.2.10")
     assert trusted.rcpt("<bob@elsewhere.example>") == (C.SMFIR_CONTINUE, {})
     trusted.quit()
-    authenticated = open_transaction(mxguard, **{"{auth_authen}": "carol", "{auth_type}": "PLAIN"})
+    # A logged-in user sends as herself (the submission check binds senders to logins).
+    authenticated = open_transaction(
+        mxguard, sender="<carol@example.test>", **{"{auth_authen}": "carol", "{auth_type}": "PLAIN"}
+    )
     assert authenticated.rcpt("<bob@elsewhere.example>") == (C.SMFIR_CONTINUE, {})
     authenticated.quit()
 
 
 def test_transactions_are_independent(mxguard: MxguardProcess) -> None:
-    client = open_transaction(mxguard, **{"{auth_authen}": "carol"})
+    client = open_transaction(mxguard, sender="<carol@example.test>", **{"{auth_authen}": "carol"})
     assert client.rcpt("<bob@elsewhere.example>") == (C.SMFIR_CONTINUE, {})
     client._send(C.SMFIC_ABORT)
     client.macros(C.SMFIC_MAIL, **{"{auth_authen}": ""})

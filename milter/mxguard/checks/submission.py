@@ -13,7 +13,8 @@ Stages: MAIL, RCPT and end of message.
   ``[milter] local_domains``. ``sender_map`` adds lines ``login: address, @domain, ...``
   (``@domain``: any address there); ``login: *`` may send as anyone (an admin, a ticket
   system). The null sender is allowed (vacation replies, delivery notices). A From that holds
-  several addresses or does not parse is refused: it cannot be checked.
+  several addresses or does not parse is refused: it cannot be checked. A message without a
+  From has nothing to forge and passes (the headers check tags it).
 * Per login, counted in the state store (so shared by MX hosts on Redis): more than
   ``max_messages_per_hour`` messages or ``max_recipients_per_hour`` recipients in an hour
   gets ``451 4.7.1 submission: <login> ...``, at MAIL or RCPT. At 80% of either limit a
@@ -34,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..address import Mailbox, NullPath
-from ..author import Author, author
+from ..author import NO_FIELD, Author, author
 from ..check import Check, Services
 from ..errors import StoreError
 from ..facts import Connection, Facts, Stage
@@ -224,9 +225,10 @@ def check_eom(facts: Facts, prepared: Prepared, services: Services) -> Verdict |
     if not connection.authenticated or message is None:
         return None
     found = author(message)
+    if found == NO_FIELD:
+        return None  # nothing to forge; the headers check tags it
     if not isinstance(found, Author):
-        shown = ", ".join(message.values("From")) or "(no From)"
-        return _refused(connection.auth_user, shown, "header-from")
+        return _refused(connection.auth_user, ", ".join(message.values("From")), "header-from")
     if may_send_as(
         connection.auth_user, found.address, prepared.senders, services.site.local_domains
     ):
