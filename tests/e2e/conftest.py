@@ -28,7 +28,7 @@ import pytest
 
 from tests.support.dnsserver import TestDnsServer
 from tests.support.mxguard_proc import NOOP_COMMAND, MxguardProcess, free_port
-from tests.support.postfix import PostfixInstance, postfix_available
+from tests.support.postfix import DEFAULT_USERS, PostfixInstance, postfix_available
 
 # What the Internet looks like to this test: the client 127.0.0.1 has forward-confirmed reverse
 # DNS (client.sender.example), sender.example publishes SPF for it, and example.test is ours.
@@ -72,6 +72,12 @@ e2e._domainkey.signed.example. IN TXT (
     "ACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC"
     "3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
 )
+e2e._domainkey.example.test. IN TXT (
+    "v=DKIM1; g=*; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBT"
+    "zWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3Fut"
+    "ACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC"
+    "3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
+)
 strict.example.          IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
 strict.example.          IN MX   10 client.sender.example.
 _dmarc.strict.example.   IN TXT  "v=DMARC1; p=reject"
@@ -82,6 +88,11 @@ dnsbl.test.              IN SOA  ns.example.test. hostmaster.example.test. 1 360
 2.0.0.127.dnsbl.test.    IN A    127.0.0.2
 2.0.0.127.dnsbl.test.    IN TXT  "spam source, see https://dnsbl.test/127.0.0.2"
 """
+
+# Users of the submission listener (Cyrus sasldb; Postfix hands mxguard user@realm).
+SASL_USERS = {"carol@example.test": "carol-secret", "erin@example.test": "erin-secret"}
+RATE_LIMITED = "erin@example.test"  # [submission] limits are tested with this login alone
+SIGNING_KEY = Path(__file__).resolve().parent.parent / "data" / "dkim" / "test.private"
 
 LISTED_CLIENT = "127.0.0.2"
 HARVESTER = "127.0.0.3"  # a client address of its own, so its lock-out touches no other test
@@ -173,15 +184,33 @@ def mxguard_config(socket: str, dns: TestDnsServer, base: Path) -> dict[str, dic
         "recipients": {"file": str(_recipients_file(base))},
         "harvest": {"max_unknown": "3", "window": "10m", "lockout": "1h"},
         "backscatter": {"batv_secret": "e2e-secret"},
+        "submission": {"max_recipients_per_hour": "6"},
+        "dkim_sign": {
+            "domain": "example.test",
+            "selector": "e2e",
+            "key": str(_signing_key(base)),
+        },
         "state": {"url": f"sqlite:///{base / 'state.db'}"},
     }
+
+
+def _signing_key(base: Path) -> Path:
+    """Our outbound DKIM key, readable by its owner only (mxguard refuses any other)."""
+    base.mkdir(parents=True, exist_ok=True)
+    key = base / "dkim.key"
+    shutil.copy(SIGNING_KEY, key)
+    key.chmod(0o600)
+    return key
 
 
 def _recipients_file(base: Path) -> Path:
     """The mailboxes mxguard knows: the test users (Postfix's catch-all takes the rest)."""
     base.mkdir(parents=True, exist_ok=True)
     path = base / "recipients"
-    path.write_text("alice@example.test\nbob@example.test\npostmaster@example.test\n")
+    path.write_text(
+        "alice@example.test\nbob@example.test\npostmaster@example.test\n"
+        "carol@example.test\nerin@example.test\n"
+    )
     return path
 
 
@@ -209,6 +238,8 @@ def running_postfix(name: str, base_dir: Path, milter: str) -> Iterator[PostfixI
         milter=milter,
         catchall="catchall",
         main_cf={"allow_untrusted_routing": "yes"},
+        users=(*DEFAULT_USERS, "carol", "erin"),
+        sasl_users=SASL_USERS,
     )
     _LOG_SOURCES[name] = (instance.log_text, instance.log_size)
     try:

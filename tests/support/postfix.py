@@ -126,8 +126,13 @@ class PostfixInstance:
         hostname: str = "mx.example.test",
         catchall: str | None = None,
         start_timeout: float = 30.0,
+        sasl_users: Mapping[str, str] | None = None,
     ) -> None:
-        """Describe the instance; nothing is written or started until start()."""
+        """Describe the instance; nothing is written or started until start().
+
+        sasl_users (login -> password, logins as user@realm): adds a submission listener on
+        its own loopback port (``submission_port``) with SMTP AUTH from a Cyrus sasldb, and
+        ``{daemon_name}`` = submission for the milter."""
         self._own_base = base_dir is None
         self._base_arg = base_dir
         self._fixed_port = smtp_port is not None
@@ -140,6 +145,8 @@ class PostfixInstance:
         self.hostname = hostname
         self.catchall = catchall
         self.start_timeout = start_timeout
+        self.sasl_users: dict[str, str] = dict(sasl_users or {})
+        self.submission_port = free_tcp_port() if self.sasl_users else 0
         self.base: Path = Path(base_dir) if base_dir is not None else Path()
         self._master_pid: int | None = None
         self._started = False
@@ -244,8 +251,54 @@ class PostfixInstance:
             "readme_directory": "no",
             "html_directory": "no",
         }
+        if self.sasl_users:
+            settings["cyrus_sasl_config_path"] = str(self.conf_dir / "sasl")
         settings.update(self.extra_main_cf)
         return settings
+
+    @property
+    def submission_address(self) -> tuple[str, int]:
+        """Return (host, port) of the submission listener (with sasl_users only)."""
+        return ("127.0.0.1", self.submission_port)
+
+    def _submission_service(self) -> list[str]:
+        """The master.cf lines of the submission listener: AUTH from sasldb, no TLS (loopback
+        tests), and Postfix itself letting an unauthenticated MAIL through, so that the test
+        sees mxguard refuse it (as it must when Postfix is configured wrong)."""
+        if not self.sasl_users:
+            return []
+        options = {
+            "syslog_name": "postfix/submission",
+            "smtpd_sasl_auth_enable": "yes",
+            "smtpd_sasl_type": "cyrus",
+            "smtpd_sasl_path": "smtpd",
+            "smtpd_sasl_security_options": "noanonymous",
+            "smtpd_tls_security_level": "none",
+            "smtpd_recipient_restrictions": "permit_sasl_authenticated,reject",
+            "milter_macro_daemon_name": "submission",
+        }
+        row = (f"127.0.0.1:{self.submission_port}", "inet", "n", "-", "n", "-", "-", "smtpd")
+        lines = ["{:<24} {:<10} {:<5} {:<5} {:<5} {:<6} {:<5} {}".format(*row)]
+        return lines + [f"  -o {name}={value}" for name, value in options.items()]
+
+    def _write_sasl(self) -> None:
+        """smtpd.conf and a sasldb with the users, readable by the postfix user only."""
+        sasl_dir = self.conf_dir / "sasl"
+        sasl_dir.mkdir(exist_ok=True)
+        sasldb = sasl_dir / "sasldb2"
+        (sasl_dir / "smtpd.conf").write_text(
+            "pwcheck_method: auxprop\nauxprop_plugin: sasldb\nmech_list: PLAIN LOGIN\n"
+            f"sasldb_path: {sasldb}\n"
+        )
+        for login, password in self.sasl_users.items():
+            user, _, realm = login.partition("@")
+            command = ["saslpasswd2", "-p", "-c", "-f", str(sasldb), "-u", realm, user]
+            subprocess.run(command, input=password, text=True, check=True, capture_output=True)
+        postfix = pwd.getpwnam("postfix")
+        for path in (sasl_dir, sasldb):
+            os.chown(path, postfix.pw_uid, postfix.pw_gid)
+        sasl_dir.chmod(0o750)
+        sasldb.chmod(0o640)
 
     def _master_cf(self) -> str:
         """Return master.cf: every service unchrooted, smtpd on 127.0.0.1:PORT only."""
@@ -281,6 +334,7 @@ class PostfixInstance:
         ]
         lines = ["# master.cf of a private test instance, written by tests/support/postfix.py"]
         lines += ["{:<24} {:<10} {:<5} {:<5} {:<5} {:<6} {:<5} {}".format(*row) for row in rows]
+        lines += self._submission_service()
         return "\n".join(lines) + "\n"
 
     def _vmailbox(self) -> str:
@@ -314,6 +368,8 @@ class PostfixInstance:
         )
         (self.conf_dir / "master.cf").write_text(self._master_cf())
         (self.conf_dir / "vmailbox").write_text(self._vmailbox())
+        if self.sasl_users:
+            self._write_sasl()
 
     # -- life cycle -----------------------------------------------------------------------
 
