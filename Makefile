@@ -25,6 +25,7 @@ $(STAMP): setup.cfg pyproject.toml
 venv: system-deps $(STAMP)
 
 run: system-deps $(STAMP)
+	sh contrib/debian/add-user.sh
 	$(BIN)/mxguard run -c $(CONFIG)
 
 test: system-deps test-system-deps $(STAMP)

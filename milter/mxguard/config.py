@@ -64,7 +64,11 @@ STATE_URL = ValueType(
 class MilterSettings:
     """Options of [milter]: how mxguard attaches to the MTA, and what is ours."""
 
-    socket: str = option("inet:8894@127.0.0.1", "where the MTA connects to mxguard", SOCKET)
+    socket: str = option(
+        "unix:/run/mxguard/mxguard.sock",
+        "where the MTA connects to mxguard; mode 0660, group of [milter] user",
+        SOCKET,
+    )
     mode: Mode = option(
         "enforce", "enforce, or monitor (log and tag what would be refused, never refuse)", MODE
     )
@@ -83,7 +87,11 @@ class MilterSettings:
         "id in Authentication-Results; empty: the first hostname, else this host's name",
         STRING,
     )
-    user: str = option("", "drop privileges to this user after binding (when root)", STRING)
+    user: str = option(
+        "mxguard",
+        "run as this user and its groups once the socket is open (when started as root)",
+        STRING,
+    )
     order: tuple[str, ...] = option(
         ", ".join(check.name for check in ALL_CHECKS),
         "the order in which the checks of a stage run; unlisted checks run last",

@@ -158,6 +158,8 @@ def _parse_socket(text: str) -> str:
         return text
     match = re.fullmatch(r"(inet6?):(\d+)(?:@(\S+))?", text)
     if match and 0 < int(match.group(2)) < 65536:
+        if match.group(3) is None:  # no address: loopback, never every interface
+            return f"{text}@{'[::1]' if match.group(1) == 'inet6' else '127.0.0.1'}"
         return text
     raise ValueParseError(text)
 
@@ -198,7 +200,9 @@ NAMESERVERS = ValueType(
     lambda text: tuple(_parse_nameserver(item) for item in split_list(text)),
     joined(_format_nameserver),
 )
-SOCKET = ValueType("socket", "unix:/path/to/socket or inet:PORT@HOST", _parse_socket)
+SOCKET = ValueType(
+    "socket", "unix:/path/to/socket, or inet:PORT@HOST (without @HOST: loopback)", _parse_socket
+)
 
 
 def choice(*words: str) -> ValueType:

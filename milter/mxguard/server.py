@@ -15,11 +15,11 @@ import Milter
 
 import milter
 
-from . import config
+from . import config, sockets
 from .adapter import MxguardMilter
 from .errors import ConfigError
 from .runtime import RuntimeHolder, build_runtime
-from .statedir import with_usable_state
+from .statedir import give_to, with_usable_state
 
 log = logging.getLogger("mxguard")
 
@@ -81,11 +81,6 @@ def _raise_packet_limit() -> None:
     set_size(MAX_PACKET)
 
 
-def _socket_path(socket_spec: str) -> str | None:
-    kind, _, rest = socket_spec.partition(":")
-    return rest if kind in ("unix", "local") else None
-
-
 def _disable_nagle(socket_spec: str) -> None:
     """Set TCP_NODELAY on libmilter's listening TCP socket; accepted connections inherit it.
 
@@ -121,35 +116,58 @@ def _disable_nagle(socket_spec: str) -> None:
     log.warning("could not set TCP_NODELAY on %s: expect ~40 ms per message", socket_spec)
 
 
-def drop_privileges(user: str, socket_spec: str) -> None:
-    """As root, give the unix socket to ``user`` and become that user and its groups."""
+def account(user: str) -> tuple[int, int] | None:
+    """(uid, gid) of ``[milter] user`` when running as root, else None; ConfigError if the
+    user does not exist."""
     if not user:
-        return
+        return None
     if os.geteuid() != 0:
-        log.warning("[milter] user = %s ignored: not running as root", user)
-        return
+        if pwd.getpwuid(os.geteuid()).pw_name != user:  # systemd's User= did it already
+            log.warning("[milter] user = %s ignored: not running as root", user)
+        return None
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise ConfigError(f"[milter] user: no such user {user!r}") from None
-    path = _socket_path(socket_spec)
-    if path and os.path.exists(path):
-        os.chown(path, entry.pw_uid, entry.pw_gid)
-    groups = os.getgrouplist(user, entry.pw_gid)
+        raise ConfigError(f"[milter] user: expected an existing user, got {user!r}") from None
+    return entry.pw_uid, entry.pw_gid
+
+
+def drop_privileges(user: str, owner: tuple[int, int] | None) -> None:
+    """Become ``user``, with its primary and supplementary groups (setgroups, setgid, setuid)."""
+    if owner is None:
+        return
+    uid, gid = owner
+    groups = os.getgrouplist(user, gid)
     os.setgroups(groups)
-    os.setgid(entry.pw_gid)
-    os.setuid(entry.pw_uid)
+    os.setgid(gid)
+    os.setuid(uid)
     log.info("running as %s (groups %s)", user, ",".join(grp.getgrgid(g).gr_name for g in groups))
+
+
+def notify(state: str) -> None:
+    """Tell systemd (Type=notify) about our state, when it started us; else nothing."""
+    address = os.environ.get("NOTIFY_SOCKET", "")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket
+        address = "\0" + address[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as channel:
+            channel.sendto(state.encode(), address)
+    except OSError as error:
+        log.warning("systemd notification %r failed: %s", state, error)
 
 
 def _reload_loop(path: str, holder: RuntimeHolder) -> None:
     """Wait for SIGUSR1 and swap in the new configuration; keep the old one if it is invalid."""
     while True:
         signal.sigwait({signal.SIGUSR1})
+        notify("RELOADING=1")
         try:
             settings = with_usable_state(config.load(path))
         except ConfigError as error:
             log.error("reload refused, keeping the running configuration:\n%s", error)
+            notify("READY=1\nSTATUS=reload refused: the configuration is invalid")
             continue
         current = holder.current
         resolver = current.resolver if settings.dns == current.settings.dns else None
@@ -157,6 +175,7 @@ def _reload_loop(path: str, holder: RuntimeHolder) -> None:
         if resolver is None:
             current.resolver.close()
         log.info("configuration reloaded from %s", path)
+        notify("READY=1\nSTATUS=configuration reloaded")
 
 
 def serve(settings: config.Settings) -> int:
@@ -172,18 +191,27 @@ def serve(settings: config.Settings) -> int:
     ).start()
     _register_callbacks(holder)
     _raise_packet_limit()
-    milter.setconn(settings.milter.socket)
+    spec = sockets.usable_spec(settings.milter.socket)
+    try:
+        owner = account(settings.milter.user)
+        created = sockets.prepare(spec)
+    except ConfigError as error:
+        log.error("%s: %s", settings.path, error)
+        return 2
+    milter.setconn(spec)
     milter.settimeout(int(settings.milter.timeout))
     try:
-        milter.opensocket(True)
+        milter.opensocket(False)  # a stale file is gone already; a live one stopped us above
     except milter.error:
-        log.error(
-            "cannot open the milter socket %s (in use, or no permission?)", settings.milter.socket
-        )
+        log.error("cannot open the milter socket %s (in use, or no permission?)", spec)
         return 1
-    _disable_nagle(settings.milter.socket)
-    drop_privileges(settings.milter.user, settings.milter.socket)
-    log.info("listening on %s", settings.milter.socket)
+    sockets.finish(spec, owner, created)
+    give_to(settings.state.url, owner)
+    _disable_nagle(spec)
+    drop_privileges(settings.milter.user, owner)
+    log.info("listening on %s", spec)
+    notify(f"READY=1\nSTATUS=listening on {spec}")
     milter.main()
+    notify("STOPPING=1")
     log.info("stopped")
     return 0

@@ -52,3 +52,17 @@ def with_usable_state(settings: SettingsT) -> SettingsT:
     state = settings.state  # type: ignore[attr-defined]
     usable = dataclasses.replace(state, url=effective_state_url(state.url))
     return dataclasses.replace(settings, state=usable)  # type: ignore[type-var]
+
+
+def give_to(url: str, owner: tuple[int, int] | None) -> None:
+    """As root, before dropping to ``owner`` (uid, gid): hand it the SQLite state directory
+    and files when root still owns them (one made by mxguard itself, as root)."""
+    if owner is None or os.geteuid() != 0 or not url.startswith(SQLITE_PREFIX):
+        return
+    path = Path(url[len(SQLITE_PREFIX) :])
+    for candidate in (path.parent, *path.parent.glob(path.name + "*")):
+        try:
+            if candidate.stat().st_uid == 0:
+                os.chown(candidate, *owner)
+        except OSError as error:
+            log.warning("state: cannot give %s to the milter user: %s", candidate, error)

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+import pwd
+import shutil
 import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from miltertest import constants as C
 
 from tests.support.mxguard_proc import MxguardProcess, write_ini
 
-from .conftest import start_mxguard
+from .conftest import BASE_CONFIG, start_mxguard
 from .test_protocol import open_transaction
 
 
@@ -61,3 +70,80 @@ def test_sigterm_stops_with_status_0(tmp_path: Path) -> None:
     process.proc.send_signal(signal.SIGTERM)
     assert process.proc.wait(timeout=20) == 0
     assert "stopped" in process.log_text()
+
+
+def test_unix_socket_privilege_drop_and_no_takeover(tmp_path: Path) -> None:
+    """As root: the socket is 0660 and the milter user's, the process runs as that user, and
+    a second mxguard on the same socket stops instead of stealing it."""
+    if os.geteuid() != 0:
+        pytest.fail("this test needs root (make test runs as root in CI)")
+    tmp_path.chmod(0o755)
+    socket_path = tmp_path / "run" / "mxguard.sock"
+    state = tmp_path / "state"
+    config = {
+        "milter": {"socket": f"unix:{socket_path}", "user": "nobody"},
+        "dns": {"nameservers": "127.0.0.1:9", "timeout": "1s"},
+        "state": {"url": f"sqlite:///{state}/state.db"},
+    }
+    nobody = pwd.getpwnam("nobody")
+    first = MxguardProcess(config, work_dir=tmp_path / "first").start()
+    try:
+        mode = socket_path.stat()
+        assert stat.S_IMODE(mode.st_mode) == 0o660
+        assert (mode.st_uid, mode.st_gid) == (nobody.pw_uid, nobody.pw_gid)
+        status = Path(f"/proc/{first.pid}/status").read_text()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
+        assert state.stat().st_uid == nobody.pw_uid  # the state directory it made is its own
+        # The socket answers (the first one's), so start() returns; the second must then exit.
+        second = MxguardProcess(config, work_dir=tmp_path / "second").start()
+        assert second.proc is not None and second.proc.wait(timeout=20) == 2
+        assert "is in use by a running process" in second.log_text()
+        assert first.alive() and socket_path.exists()
+    finally:
+        first.stop()
+
+
+def test_systemd_is_told_ready_once_the_socket_is_open(tmp_path: Path) -> None:
+    """Type=notify: READY=1 arrives on NOTIFY_SOCKET, after the socket accepts connections."""
+    channel_path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as channel:
+        channel.bind(str(channel_path))
+        channel.settimeout(20)
+        config = {section: dict(values) for section, values in BASE_CONFIG.items()}
+        config["milter"]["socket"] = f"unix:{tmp_path}/mxguard.sock"
+        config["state"] = {"url": f"sqlite:///{tmp_path}/state.db"}
+        process = MxguardProcess(
+            config, work_dir=tmp_path / "work", env={"NOTIFY_SOCKET": str(channel_path)}
+        ).start()
+        try:
+            message = channel.recv(4096).decode()
+            assert message.startswith("READY=1\nSTATUS=listening on unix:")
+            assert (tmp_path / "mxguard.sock").exists()
+            process.signal(signal.SIGUSR1)
+            assert channel.recv(4096).decode() == "RELOADING=1"
+            assert channel.recv(4096).decode().startswith("READY=1")
+        finally:
+            process.stop()
+
+
+def test_systemd_unit_verifies() -> None:
+    """contrib/systemd/mxguard.service passes systemd-analyze verify (binaries pointed at the
+    virtualenv's, since /usr/bin/mxguard exists only once packaged)."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is part of systemd, which Debian always has"
+    unit = Path(__file__).resolve().parents[2] / "contrib" / "systemd" / "mxguard.service"
+    text = unit.read_text()
+    for required in (
+        "Type=notify", "User=mxguard", "Group=mxguard", "RuntimeDirectory=mxguard",
+        "RuntimeDirectoryMode=0750", "UMask=0007", "ProtectSystem=strict", "NoNewPrivileges=yes",
+        "PrivateTmp=yes", "RestrictAddressFamilies=", "CapabilityBoundingSet=\n",
+        "SystemCallFilter=@system-service", "ReadWritePaths=",
+        "ExecReload=/usr/bin/mxguard check-config", "ExecReload=/bin/kill -USR1 $MAINPID",
+    ):  # fmt: skip
+        assert required in text, required
+    venv_mxguard = str(Path(sys.executable).with_name("mxguard"))
+    copy = Path(tempfile.mkdtemp()) / "mxguard.service"
+    copy.write_text(text.replace("/usr/bin/mxguard", venv_mxguard))
+    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

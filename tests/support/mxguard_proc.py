@@ -118,6 +118,9 @@ class MxguardProcess:
         self.config: dict[str, dict[str, object]] = {
             section: dict(options) for section, options in config.items()
         }
+        # Tests run as root with their state in root's temporary directories: no privilege
+        # drop unless a test asks for one ([milter] user defaults to mxguard).
+        self.config.get("milter", {}).setdefault("user", "")
         try:
             self.socket = str(self.config["milter"]["socket"])
         except KeyError:

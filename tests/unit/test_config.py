@@ -23,7 +23,8 @@ def load(text: str) -> config.Settings:
 
 def test_defaults_without_any_file_content() -> None:
     settings = load("")
-    assert settings.milter.socket == "inet:8894@127.0.0.1"
+    assert settings.milter.socket == "unix:/run/mxguard/mxguard.sock"
+    assert settings.milter.user == "mxguard"
     assert settings.milter.mode is Mode.ENFORCE
     assert settings.milter.trusted_networks == (
         ipaddress.ip_network("127.0.0.0/8"),
@@ -132,7 +133,8 @@ def test_booleans(word: str) -> None:
         ),
         pytest.param(
             "[milter]\nsocket = tcp:25",
-            "test.ini: [milter] socket: expected unix:/path/to/socket or inet:PORT@HOST",
+            "test.ini: [milter] socket: expected unix:/path/to/socket, or inet:PORT@HOST "
+            "(without @HOST: loopback)",
             id="bad-socket",
         ),
         pytest.param(
