@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 "spoof": {"enabled": "no"},
                 "sender": {"enabled": "no"},
                 "state": {"url": f"sqlite:///{work}/state.db"},
-                "logging": {"level": "warning"},
+                "log": {"level": "warning"},
             },
             work_dir=Path(work) / "mxguard",
         )

@@ -1075,7 +1075,7 @@ def mxguard_config(
         "dnsbl": {"zones": "zen.bench.test=3, bl.bench.test=1", "threshold": "3"},
         "rhsbl": {"zones": "dbl.bench.test=3", "threshold": "3"},
         "state": {"url": f"sqlite:///{state_dir / 'state.db'}"},
-        "logging": {"level": "warning"},
+        "log": {"level": "warning"},
     }
 
 

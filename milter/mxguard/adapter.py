@@ -255,7 +255,8 @@ class MxguardMilter(Milter.Base):
         code = self._stage(Stage.EOM, self._facts(Stage.EOM, message=message))
         if code == Milter.CONTINUE:
             self._edit_headers(message)
-            self._log_line(Stage.EOM, "-", "accept", "")
+            if self.runtime.settings.log.log_accepts:
+                self._log_line(Stage.EOM, "-", "accept", "")
         self._reset_transaction()
         return code
 
@@ -362,16 +363,19 @@ class MxguardMilter(Milter.Base):
             recipients = [facts.recipient.raw]
         else:
             recipients = [r.raw for r in envelope.recipients] if envelope else []
+        # Postfix's own log style: the queue id first, so one grep finds both sides.
+        connection = self.connection
         log.info(
-            "queue_id=%s client=%s stage=%s check=%s action=%s reason=%s from=<%s> to=<%s>",
-            (envelope.queue_id if envelope else "") or "-",
-            self.connection.client_text,
+            "%s: stage=%s check=%s action=%s client=%s[%s] from=<%s> to=<%s> reason=%s",
+            (envelope.queue_id if envelope else "") or "NOQUEUE",
             stage,
             check,
             action,
-            _quoted(reason),
+            printable(connection.client_name or "unknown", 100),
+            connection.client_text,
             printable(envelope.raw_sender.strip("<>") if envelope else "", 100),
             printable(",".join(r.strip("<>") for r in recipients), 300),
+            _quoted(reason),
         )
 
 

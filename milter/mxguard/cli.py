@@ -58,7 +58,7 @@ def run(settings: config.Settings) -> int:
     """Configure logging and serve until stopped."""
     from .server import serve  # libmilter is only needed to serve
 
-    logsetup.configure(settings.logging.level)
+    logsetup.configure(settings.log.level, settings.log.target, settings.log.facility)
     for warning in settings.warnings():
         log.warning("%s", warning)
     settings = with_usable_state(settings)

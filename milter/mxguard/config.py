@@ -22,6 +22,7 @@ from .check import Check
 from .checks import ALL_CHECKS
 from .errors import ConfigError, ValueParseError
 from .options import (
+    BOOL,
     DOMAINS,
     DURATION,
     INT,
@@ -123,19 +124,32 @@ class StateSettings:
 
 
 @dataclass(frozen=True, slots=True)
-class LoggingSettings:
-    """Options of [logging]."""
+class LogSettings:
+    """Options of [log]."""
 
-    level: str = option(
-        "info", "debug, info, warning or error", choice("debug", "info", "warning", "error")
+    target: str = option(
+        "stderr",
+        "stderr (the service manager collects it) or syslog (/dev/log, ident mxguard, with pid)",
+        choice("stderr", "syslog"),
     )
+    facility: str = option(
+        "mail",
+        "syslog facility",
+        choice("mail", "daemon", "user", *(f"local{n}" for n in range(8))),
+    )
+    level: str = option(
+        "info",
+        "debug, info (every refusal and tag), warning or error",
+        choice("debug", "info", "warning", "error"),
+    )
+    log_accepts: bool = option("yes", "also log one line per accepted message", BOOL)
 
 
 CORE_SECTIONS: dict[str, tuple[type, str]] = {
     "milter": (MilterSettings, "how mxguard attaches to the MTA, and what is ours"),
     "dns": (DnsSettings, "the resolver every check uses"),
     "state": (StateSettings, "where state that outlives a connection is kept"),
-    "logging": (LoggingSettings, "what is logged"),
+    "log": (LogSettings, "what is logged, and where"),
 }
 
 
@@ -155,7 +169,7 @@ class Settings:
     milter: MilterSettings
     dns: DnsSettings
     state: StateSettings
-    logging: LoggingSettings
+    log: LogSettings
     checks: Mapping[str, CheckSettings]
 
     def ordered_checks(self) -> list[tuple[Check, CheckSettings]]:
@@ -275,7 +289,7 @@ def load(path: str = DEFAULT_PATH, text: str | None = None) -> Settings:
         milter=milter,
         dns=parsed["dns"],
         state=parsed["state"],
-        logging=parsed["logging"],
+        log=parsed["log"],
         checks=MappingProxyType(checks),
     )
 
@@ -299,7 +313,7 @@ __all__ = [
     "DEFAULT_PATH",
     "ConfigError",
     "DnsSettings",
-    "LoggingSettings",
+    "LogSettings",
     "MilterSettings",
     "OptionSpec",
     "Settings",

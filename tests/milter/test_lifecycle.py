@@ -56,8 +56,15 @@ def test_sigusr1_reloads_and_keeps_the_old_config_when_the_new_one_is_broken(
         assert client.rcpt("<a%b@example.test>")[1]["smtpcode"] == "550"
         client.quit()
 
+        # A session open across the reload is not dropped: it finishes under the settings it
+        # started with, and the next session gets the new ones.
+        ongoing = open_transaction(process)
         reload_with_mode(process, "monitor")
         assert wait_for(lambda: "configuration reloaded" in process.log_text())
+        assert ongoing.rcpt("<a%b@example.test>")[1]["smtpcode"] == "550"
+        assert ongoing.rcpt("<alice@example.test>") == (C.SMFIR_CONTINUE, {})
+        assert ongoing.end_of_message()[-1][0] == C.SMFIR_CONTINUE
+        ongoing.quit()
         client = open_transaction(process)
         assert client.rcpt("<a%b@example.test>") == (C.SMFIR_CONTINUE, {})
         client.quit()
@@ -147,3 +154,22 @@ def test_systemd_unit_verifies() -> None:
     copy.write_text(text.replace("/usr/bin/mxguard", venv_mxguard))
     result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sigusr1_reloads_data_files(tmp_path: Path) -> None:
+    """The recipients file is read again on SIGUSR1, with the rest of the configuration."""
+    recipients = tmp_path / "recipients"
+    recipients.write_text("alice@example.test\n")
+    process = start_mxguard(tmp_path, {"recipients": {"file": str(recipients)}})
+    try:
+        client = open_transaction(process)
+        assert client.rcpt("<carol@example.test>")[1]["smtpcode"] == "550"
+        client.quit()
+        recipients.write_text("alice@example.test\ncarol@example.test\n")
+        process.signal(signal.SIGUSR1)
+        assert wait_for(lambda: "configuration reloaded" in process.log_text())
+        client = open_transaction(process)
+        assert client.rcpt("<carol@example.test>") == (C.SMFIR_CONTINUE, {})
+        client.quit()
+    finally:
+        process.stop()

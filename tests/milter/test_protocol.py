@@ -77,8 +77,12 @@ def test_relay_trick_refused_and_later_recipient_accepted(mxguard: MxguardProces
     assert client.end_of_message()[-1][0] == C.SMFIR_CONTINUE
     client.quit()
     log = mxguard.log_text()
-    assert "stage=rcpt check=relay action=reject" in log
-    assert "to=<alice%evil.example@example.test>" in log
+    # Postfix style: the queue id (NOQUEUE before Postfix assigns one) first.
+    assert (
+        "NOQUEUE: stage=rcpt check=relay action=reject client=client.example[203.0.113.9] "
+        "from=<sender@elsewhere.example> to=<alice%evil.example@example.test> "
+        'reason="percent hack not allowed' in log
+    )
 
 
 def test_eom_replaces_forged_authentication_results(mxguard: MxguardProcess) -> None:
@@ -184,3 +188,24 @@ def test_bad_recipients_get_a_clear_reply(mxguard: MxguardProcess, recipient: st
         assert reply[1]["smtpcode"] in ("501", "550"), reply
     client.quit()
     assert "Traceback" not in mxguard.log_text()
+
+
+@pytest.mark.parametrize("log_accepts", ["yes", "no"])
+def test_accept_line_starts_with_the_queue_id_unless_turned_off(
+    tmp_path: Path, log_accepts: str
+) -> None:
+    process = start_mxguard(tmp_path, {"log": {"log_accepts": log_accepts}})
+    try:
+        client = open_transaction(process)
+        client.macros(C.SMFIC_RCPT, i="4XQID1")
+        assert client.rcpt("<alice@example.test>") == (C.SMFIR_CONTINUE, {})
+        client.header("From", "Sender <sender@elsewhere.example>")
+        assert client.end_of_message()[-1][0] == C.SMFIR_CONTINUE
+        client.quit()
+        accepted = [line for line in process.log_text().splitlines() if "action=accept" in line]
+        if log_accepts == "yes":
+            assert len(accepted) == 1 and "mxguard.decision: 4XQID1: stage=eom" in accepted[0]
+        else:
+            assert accepted == []
+    finally:
+        process.stop()
