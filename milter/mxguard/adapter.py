@@ -16,6 +16,7 @@ from typing import Any
 
 import Milter
 
+from . import metrics
 from .address import parse_path
 from .facts import (
     Connection,
@@ -193,6 +194,7 @@ class MxguardMilter(Milter.Base):
             auth_user=macro("{auth_authen}") or "",
             auth_type=macro("{auth_type}") or "",
         )
+        metrics.TRANSACTIONS.inc()
         self.envelope = Envelope(
             raw_sender=sender,
             sender=parse_path(sender, allow_null=True, allow_bare_postmaster=False),
@@ -255,6 +257,7 @@ class MxguardMilter(Milter.Base):
         code = self._stage(Stage.EOM, self._facts(Stage.EOM, message=message))
         if code == Milter.CONTINUE:
             self._edit_headers(message)
+            metrics.VERDICTS.labels("eom", "-", "accept").inc()
             if self.runtime.settings.log.log_accepts:
                 self._log_line(Stage.EOM, "-", "accept", "")
         self._reset_transaction()
@@ -302,6 +305,7 @@ class MxguardMilter(Milter.Base):
         for verdict in result.verdicts:
             if verdict.action is not Action.CONTINUE:
                 action = f"would-{verdict.monitored}" if verdict.monitored else verdict.action
+                metrics.VERDICTS.labels(str(stage), verdict.check, str(action)).inc()
                 self._log_line(stage, verdict.check, action, verdict.reason, facts)
         decision = result.decision
         if decision is None:

@@ -145,11 +145,24 @@ class LogSettings:
     log_accepts: bool = option("yes", "also log one line per accepted message", BOOL)
 
 
+@dataclass(frozen=True, slots=True)
+class MetricsSettings:
+    """Options of [metrics]."""
+
+    port: int = option(
+        "0",
+        "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: off); counts by stage, check, "
+        "action and DNS outcome, never by domain or address",
+        INT,
+    )
+
+
 CORE_SECTIONS: dict[str, tuple[type, str]] = {
     "milter": (MilterSettings, "how mxguard attaches to the MTA, and what is ours"),
     "dns": (DnsSettings, "the resolver every check uses"),
     "state": (StateSettings, "where state that outlives a connection is kept"),
     "log": (LogSettings, "what is logged, and where"),
+    "metrics": (MetricsSettings, "Prometheus metrics, off by default"),
 }
 
 
@@ -170,6 +183,7 @@ class Settings:
     dns: DnsSettings
     state: StateSettings
     log: LogSettings
+    metrics: MetricsSettings
     checks: Mapping[str, CheckSettings]
 
     def ordered_checks(self) -> list[tuple[Check, CheckSettings]]:
@@ -290,6 +304,7 @@ def load(path: str = DEFAULT_PATH, text: str | None = None) -> Settings:
         dns=parsed["dns"],
         state=parsed["state"],
         log=parsed["log"],
+        metrics=parsed["metrics"],
         checks=MappingProxyType(checks),
     )
 

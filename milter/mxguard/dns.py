@@ -18,6 +18,7 @@ import functools
 import ipaddress
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.resolver
 
+from . import metrics
 from .errors import ConfigError
 
 log = logging.getLogger("mxguard.dns")
@@ -193,6 +195,13 @@ class Resolver:
 
     def _resolve(self, name: str, rdtype: str) -> DnsResult:
         """Ask the servers (dnspython still answers from its cache if an entry appeared)."""
+        started = time.perf_counter()
+        result = self._ask(name, rdtype)
+        outcome = type(result).__name__.lower()  # found, notfound, unknown
+        metrics.DNS_LOOKUPS.labels(outcome).observe(time.perf_counter() - started)
+        return result
+
+    def _ask(self, name: str, rdtype: str) -> DnsResult:
         try:
             answer = self._resolver.resolve(name, rdtype, search=False)
         except dns.resolver.NXDOMAIN:

@@ -15,7 +15,7 @@ import Milter
 
 import milter
 
-from . import config, sockets
+from . import config, metrics, sockets
 from .adapter import MxguardMilter
 from .errors import ConfigError
 from .runtime import RuntimeHolder, build_runtime
@@ -166,6 +166,7 @@ def _reload_loop(path: str, holder: RuntimeHolder) -> None:
         try:
             settings = with_usable_state(config.load(path))
         except ConfigError as error:
+            metrics.RELOADS.labels("refused").inc()
             log.error("reload refused, keeping the running configuration:\n%s", error)
             notify("READY=1\nSTATUS=reload refused: the configuration is invalid")
             continue
@@ -174,6 +175,7 @@ def _reload_loop(path: str, holder: RuntimeHolder) -> None:
         holder.replace(build_runtime(settings, resolver))
         if resolver is None:
             current.resolver.close()
+        metrics.RELOADS.labels("ok").inc()
         log.info("configuration reloaded from %s", path)
         notify("READY=1\nSTATUS=configuration reloaded")
 
@@ -210,6 +212,7 @@ def serve(settings: config.Settings) -> int:
     _disable_nagle(spec)
     drop_privileges(settings.milter.user, owner)
     log.info("listening on %s", spec)
+    metrics.start(settings.metrics.port)
     notify(f"READY=1\nSTATUS=listening on {spec}")
     milter.main()
     notify("STOPPING=1")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
+from . import metrics
 from .errors import StoreError
 
 PRUNE_EVERY = 60.0  # seconds between sweeps of expired rows (SQLite)
@@ -105,6 +106,7 @@ class SqliteStore:
                     self._initialised = True
                 db.execute("PRAGMA synchronous=NORMAL")
             except (sqlite3.Error, OSError) as error:
+                metrics.STORE_ERRORS.inc()
                 raise StoreError(f"sqlite {self.path}: {error}") from error
             return db
 
@@ -124,6 +126,7 @@ class SqliteStore:
             rows = cursor.fetchall()
             return rows
         except sqlite3.Error as error:
+            metrics.STORE_ERRORS.inc()
             raise StoreError(f"sqlite {self.path}: {error}") from error
         finally:
             self._idle.put(db)
@@ -221,6 +224,7 @@ class RedisStore:
         try:
             return action()
         except self._errors as error:
+            metrics.STORE_ERRORS.inc()
             raise StoreError(f"redis {self.url}: {error}") from error
 
     def incr(self, key: str, window: float) -> int:

@@ -12,12 +12,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
 from miltertest import constants as C
 
-from tests.support.mxguard_proc import MxguardProcess, write_ini
+from tests.support.mxguard_proc import MilterStartError, MxguardProcess, free_port, write_ini
 
 from .conftest import BASE_CONFIG, start_mxguard
 from .test_protocol import open_transaction
@@ -173,3 +174,61 @@ def test_sigusr1_reloads_data_files(tmp_path: Path) -> None:
         client.quit()
     finally:
         process.stop()
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read().decode()
+
+
+def test_metrics_count_verdicts_and_reloads_without_per_address_labels(tmp_path: Path) -> None:
+    port = free_port()
+    process = start_mxguard(tmp_path, {"metrics": {"port": str(port)}})
+    try:
+        client = open_transaction(process)
+        assert client.rcpt("<a%b@example.test>")[1]["smtpcode"] == "550"
+        assert client.rcpt("<alice@example.test>") == (C.SMFIR_CONTINUE, {})
+        client.header("From", "Sender <sender@elsewhere.example>")
+        assert client.end_of_message()[-1][0] == C.SMFIR_CONTINUE
+        client.quit()
+        process.signal(signal.SIGUSR1)
+        assert wait_for(lambda: "configuration reloaded" in process.log_text())
+        text = _metrics(port)
+        assert 'mxguard_verdicts_total{action="reject",check="relay",stage="rcpt"} 1.0' in text
+        assert 'mxguard_verdicts_total{action="accept",check="-",stage="eom"} 1.0' in text
+        assert "mxguard_transactions_total 1.0" in text
+        assert 'mxguard_reloads_total{result="ok"} 1.0' in text
+        assert "mxguard_store_errors_total 0.0" in text
+        assert "mxguard_dns_lookup_seconds_bucket" in text
+        assert "example" not in text and "203.0.113" not in text  # no domain, no client
+    finally:
+        process.stop()
+
+
+def test_metrics_port_in_use_is_logged_and_the_milter_runs_on(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        process = start_mxguard(tmp_path, {"metrics": {"port": str(port)}})
+        try:
+            assert "running without metrics" in process.log_text()
+            client = open_transaction(process)
+            assert client.rcpt("<a%b@example.test>")[1]["smtpcode"] == "550"
+            client.quit()
+        finally:
+            process.stop()
+
+
+def test_a_user_that_does_not_exist_stops_startup_clearly(tmp_path: Path) -> None:
+    process = MxguardProcess(
+        {
+            "milter": {"socket": f"unix:{tmp_path}/mxguard.sock", "user": "no-such-user-mxg"},
+            "state": {"url": f"sqlite:///{tmp_path}/state.db"},
+        },
+        work_dir=tmp_path / "work",
+    )
+    with pytest.raises(MilterStartError):
+        process.start()
+    assert process.proc is not None and process.proc.wait(timeout=10) == 2
+    assert "[milter] user: expected an existing user, got 'no-such-user-mxg'" in process.log_text()
