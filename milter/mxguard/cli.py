@@ -25,6 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (
         ("run", "run the milter in the foreground"),
         ("check-config", "validate the configuration and print the effective settings"),
+        ("doctor", "check Postfix's milter settings and the socket against this configuration"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         command.add_argument(
@@ -34,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help=f"the INI file (default {config.DEFAULT_PATH})",
         )
+        if name == "doctor":
+            command.add_argument(
+                "--postfix-config",
+                metavar="DIR",
+                help="Postfix's config_directory (default: postconf's own, /etc/postfix)",
+            )
     return parser
 
 
@@ -73,6 +80,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = config.load(args.config)
         if args.command == "check-config":
             return check_config(settings)
+        if args.command == "doctor":
+            from . import doctor
+
+            try:
+                values = doctor.postconf(args.postfix_config)
+            except doctor.PostconfError as error:
+                return doctor.report(
+                    [
+                        doctor.Finding(
+                            False,
+                            str(error),
+                            "is Postfix installed and configured? (--postfix-config DIR)",
+                        )
+                    ]
+                )
+            return doctor.report(doctor.diagnose(settings, values))
         return run(settings)
     except ConfigError as error:
         print(error, file=sys.stderr)
