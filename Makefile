@@ -14,6 +14,7 @@ system-deps:
 
 test-system-deps:
 	@sh scripts/system-deps.sh test
+	@sh scripts/sendmail-unpacked.sh /var/cache/mxguard-test/sendmail
 
 $(STAMP): setup.cfg pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
