@@ -8,7 +8,7 @@ if ! python3 -c 'import ensurepip, os, sysconfig; assert os.path.exists(os.path.
     want="$want python3-venv python3-dev"
 fi
 if [ "${1:-runtime}" = test ]; then
-    want="$want postfix redis-server sasl2-bin libsasl2-modules m4"
+    want="$want postfix redis-server sasl2-bin libsasl2-modules m4 groff-base"
 fi
 missing=""
 for package in $want; do

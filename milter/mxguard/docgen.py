@@ -1,7 +1,7 @@
 """Render the documented sample INI and the README's option reference from the schema.
 
-``python -m mxguard.docgen`` rewrites ``contrib/mxguard.ini`` and the reference part of
-``README.rst``; a test fails when either is stale.
+``python -m mxguard.docgen`` rewrites ``contrib/mxguard.ini``, ``man/mxguard.ini.5`` and the
+reference part of ``README.rst``; a test fails when any of them is stale.
 """
 
 from __future__ import annotations
@@ -52,6 +52,41 @@ def render_reference() -> str:
     return "\n".join(lines)
 
 
+def _roff(text: str) -> str:
+    """Text as a roff line: backslashes and hyphens escaped, no leading control character."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\\&" + text if text.startswith((".", "'")) else text
+
+
+def render_man_ini() -> str:
+    """mxguard.ini(5): the file format and every option with its default and meaning."""
+    lines = [
+        '.TH MXGUARD.INI 5 "2026-11-23" "mxguard 0.1.0" "File Formats Manual"',
+        ".\\\" Generated from the schema by python -m mxguard.docgen; do not edit by hand.",
+        ".SH NAME",
+        "mxguard.ini \\- configuration of the mxguard milter",
+        ".SH DESCRIPTION",
+        "One INI file, by default",
+        ".IR /etc/mxguard/mxguard.ini .",
+        "Lists are comma\\-separated; booleans are yes/no/true/false/on/off/1/0; durations take",
+        "s/m/h/d; networks are CIDR (IPv4 or IPv6). Every check has its own section with",
+        ".B enabled",
+        "and",
+        ".B mode",
+        "(enforce or monitor; empty: the [milter] mode). An unknown section or option, or a",
+        "value of the wrong kind, stops startup with the file, section, option and what was",
+        "expected. Send SIGUSR1 to reload.",
+    ]
+    for name, (cls, doc) in sections().items():
+        lines += [".SH " + _roff(f"[{name}]"), _roff(doc[0].upper() + doc[1:] + ".")]
+        for spec in specs(cls):
+            default = spec.default_text or "(empty)"
+            lines += [".TP", f".B {_roff(spec.name)}", _roff(f"= {default}")]
+            lines += [".br", _roff(f"{spec.doc}. Takes {spec.kind.expected}.")]
+    lines += [".SH SEE ALSO", ".BR mxguard (8)"]
+    return "\n".join(lines) + "\n"
+
+
 def splice_reference(readme: str) -> str:
     """``readme`` with the text between the markers replaced by the current reference."""
     start, end = readme.index(BEGIN), readme.index(END) + len(END)
@@ -62,6 +97,7 @@ def main(root: str = ".") -> int:
     """Rewrite contrib/mxguard.ini and the README reference under ``root``."""
     base = Path(root)
     (base / "contrib" / "mxguard.ini").write_text(render_ini(), encoding="utf-8")
+    (base / "man" / "mxguard.ini.5").write_text(render_man_ini(), encoding="utf-8")
     readme = base / "README.rst"
     readme.write_text(splice_reference(readme.read_text(encoding="utf-8")), encoding="utf-8")
     return 0

@@ -151,9 +151,17 @@ def test_systemd_unit_verifies() -> None:
     ):  # fmt: skip
         assert required in text, required
     venv_mxguard = str(Path(sys.executable).with_name("mxguard"))
-    copy = Path(tempfile.mkdtemp()) / "mxguard.service"
+    work = Path(tempfile.mkdtemp())
+    copy = work / "mxguard.service"
     copy.write_text(text.replace("/usr/bin/mxguard", venv_mxguard))
-    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True)
+    # verify runs man(1) for each Documentation=man: entry; our pages, as a package installs them.
+    for page, section in (("mxguard.8", "man8"), ("mxguard.ini.5", "man5")):
+        (work / "man" / section).mkdir(parents=True, exist_ok=True)
+        shutil.copy(unit.parents[2] / "man" / page, work / "man" / section / page)
+    environment = {**os.environ, "MANPATH": str(work / "man")}
+    result = subprocess.run(
+        [analyze, "verify", str(copy)], capture_output=True, text=True, env=environment
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -259,3 +260,20 @@ def test_every_option_has_a_doc_line() -> None:
         assert doc, name
         for spec in specs(cls):
             assert spec.doc and "\n" not in spec.doc, f"[{name}] {spec.name}"
+
+
+def test_man_page_of_the_ini_is_generated_from_the_schema() -> None:
+    shipped = (Path(__file__).resolve().parents[2] / "man" / "mxguard.ini.5").read_text()
+    assert shipped == docgen.render_man_ini(), (
+        "man/mxguard.ini.5 is stale: python -m mxguard.docgen"
+    )
+
+
+@pytest.mark.parametrize("page", ["mxguard.8", "mxguard.ini.5"])
+def test_man_pages_render_without_warnings(page: str) -> None:
+    path = Path(__file__).resolve().parents[2] / "man" / page
+    result = subprocess.run(
+        ["groff", "-man", "-ww", "-z", str(path)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    assert "[dkim_sign]" in path.read_text() or page == "mxguard.8"
