@@ -62,7 +62,7 @@ def render_man_ini() -> str:
     """mxguard.ini(5): the file format and every option with its default and meaning."""
     lines = [
         '.TH MXGUARD.INI 5 "2026-11-23" "mxguard 0.1.0" "File Formats Manual"',
-        ".\\\" Generated from the schema by python -m mxguard.docgen; do not edit by hand.",
+        '.\\" Generated from the schema by python -m mxguard.docgen; do not edit by hand.',
         ".SH NAME",
         "mxguard.ini \\- configuration of the mxguard milter",
         ".SH DESCRIPTION",
