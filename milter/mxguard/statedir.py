@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
+from .errors import ConfigError
+
 SettingsT = TypeVar("SettingsT")
 
 log = logging.getLogger("mxguard.state")
@@ -31,7 +33,8 @@ def fallback_dir() -> Path:
 
 def effective_state_url(url: str) -> str:
     """``url``, or for an SQLite file whose directory we cannot write, the same file name in
-    the per-user state directory (so ``make run`` works without root)."""
+    the per-user state directory (so ``make run`` works without root); ConfigError when that
+    cannot be written either."""
     if not url.startswith(SQLITE_PREFIX):
         return url
     path = Path(url[len(SQLITE_PREFIX) :])
@@ -39,8 +42,10 @@ def effective_state_url(url: str) -> str:
         return url
     directory = fallback_dir()
     if not _writable_dir(directory):
-        log.warning("state: neither %s nor %s is writable", path.parent, directory)
-        return url
+        raise ConfigError(
+            f"[state] url: expected a directory mxguard can write, but neither {path.parent} "
+            f"nor the per-user fallback {directory} is writable"
+        )
     replacement = SQLITE_PREFIX + str(directory / path.name)
     log.warning("state: %s is not writable; using %s", path.parent, replacement)
     return replacement

@@ -64,6 +64,18 @@ def test_state_falls_back_to_a_user_directory(tmp_path: Path, monkeypatch) -> No
     assert (tmp_path / "xdg" / "mxguard").is_dir()
 
 
+def test_no_writable_state_directory_stops_startup(tmp_path: Path, monkeypatch, capsys) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")  # nothing can be made below a file, by anyone
+    monkeypatch.setenv("XDG_STATE_HOME", str(blocker / "xdg"))
+    ini = tmp_path / "m.ini"
+    ini.write_text(f"[milter]\nuser =\n[state]\nurl = sqlite:///{blocker}/db/state.db\n")
+    assert cli.main(["run", "-c", str(ini)]) == 2
+    err = capsys.readouterr().err
+    assert "[state] url: expected a directory mxguard can write, but neither" in err
+    assert f"{blocker}/db" in err
+
+
 def test_writable_state_directory_is_kept(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/state/state.db"
     assert statedir.effective_state_url(url) == url
