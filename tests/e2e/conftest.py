@@ -59,25 +59,13 @@ softfail.example.        IN SOA  ns.example.test. hostmaster.example.test. 1 360
 softfail.example.        IN MX   10 client.sender.example.
 softfail.example.        IN TXT  "v=spf1 ip4:192.0.2.99 ~all"
 
-; End of message (tests/e2e/test_message_e2e.py): signed.example signs with DKIM (the key of
-; tests/data/dkim/test.txt) and publishes p=reject; strict.example publishes p=reject and does
-; not send from here.
+; End of message (tests/e2e/test_message_e2e.py): signed.example signs with DKIM and publishes
+; p=reject; strict.example publishes p=reject and does not send from here. The DKIM key records
+; (selector e2e) are added below ZONES, from tests/data/dkim/test.txt.
 signed.example.          IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
 signed.example.          IN MX   10 client.sender.example.
 signed.example.          IN TXT  "v=spf1 -all"
 _dmarc.signed.example.   IN TXT  "v=DMARC1; p=reject"
-e2e._domainkey.signed.example. IN TXT (
-    "v=DKIM1; g=*; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBT"
-    "zWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3Fut"
-    "ACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC"
-    "3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
-)
-e2e._domainkey.example.test. IN TXT (
-    "v=DKIM1; g=*; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDkHlOQoBT"
-    "zWRiGs5V6NpP3idY6Wk08a5qhdR6wy5bdOKb2jLQiY/J16JYi0Qvx/byYzCNb3W91y3Fut"
-    "ACDfzwQ/BC/e/8uBsCR+yz1Lxj+PL6lHvqMKrM3rG4hstT5QjvHO9PzoxZyVYLzBfO2EeC"
-    "3Ip3G+2kryOTIKT+l/K4w3QIDAQAB"
-)
 strict.example.          IN SOA  ns.example.test. hostmaster.example.test. 1 3600 600 86400 60
 strict.example.          IN MX   10 client.sender.example.
 _dmarc.strict.example.   IN TXT  "v=DMARC1; p=reject"
@@ -93,6 +81,19 @@ dnsbl.test.              IN SOA  ns.example.test. hostmaster.example.test. 1 360
 SASL_USERS = {"carol@example.test": "carol-secret", "erin@example.test": "erin-secret"}
 RATE_LIMITED = "erin@example.test"  # [submission] limits are tested with this login alone
 SIGNING_KEY = Path(__file__).resolve().parent.parent / "data" / "dkim" / "test.private"
+
+# One DKIM key (tests/data/dkim/test.txt, private half test.private) for every signer here:
+# signed.example (inbound DKIM), example.test (our outbound signing), lists.example (ARC).
+DKIM_SIGNERS = ("signed.example", "example.test", "lists.example")
+DKIM_RECORD = (Path(__file__).resolve().parent.parent / "data" / "dkim" / "test.txt").read_text()
+ZONES += "".join(
+    f"e2e._domainkey.{signer}. IN TXT ("
+    + " ".join(
+        f'"{DKIM_RECORD.strip()[i : i + 200]}"' for i in range(0, len(DKIM_RECORD.strip()), 200)
+    )
+    + ")\n"
+    for signer in DKIM_SIGNERS
+)
 
 LISTED_CLIENT = "127.0.0.2"
 HARVESTER = "127.0.0.3"  # a client address of its own, so its lock-out touches no other test
@@ -184,6 +185,7 @@ def mxguard_config(socket: str, dns: TestDnsServer, base: Path) -> dict[str, dic
         "recipients": {"file": str(_recipients_file(base))},
         "harvest": {"max_unknown": "3", "window": "10m", "lockout": "1h"},
         "backscatter": {"batv_secret": "e2e-secret"},
+        "arc": {"trusted_sealers": "lists.example"},
         "submission": {"max_recipients_per_hour": "6"},
         "dkim_sign": {
             "domain": "example.test",

@@ -101,3 +101,17 @@ def test_megabyte_header_and_nul_bytes_end_in_a_verdict(
     code, text = submit(mta, "someone@sender.example", data)
     assert code in (250, 550, 554), text  # a verdict, whoever gives it
     assert mxguard.alive() and "internal error" not in mxguard.log_text()
+
+
+def test_trusted_arc_sealer_excuses_a_forwarded_dmarc_failure(mta: PostfixInstance) -> None:
+    """strict.example publishes p=reject; a list we trust (lists.example) sealed the message
+    after seeing DMARC pass: it is delivered, with arc=pass, instead of being refused."""
+    msgid, data = message_from("Boss <boss@strict.example>", "via the list")
+    seen = b"Authentication-Results: lists.example; dmarc=pass header.from=strict.example\r\n"
+    seal = dkim.arc_sign(seen + data, b"e2e", b"lists.example", KEY, b"lists.example")
+    assert submit(mta, "bounces@sender.example", b"".join(seal) + seen + data)[0] == 250
+    (message,) = by_message_id(mta.wait_for_delivery("alice", 1), msgid)
+    results = " ".join(message["Authentication-Results"].split())
+    assert "arc=pass" in results and "dmarc=fail" in results, results
+    assert "dmarc.arc-override=tag" in message["X-MXGuard"]
+    # Without the seal the same message is refused (test_dmarc_reject_failure_is_refused...).
