@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import Milter  # noqa: E402
 from tests.support.dnsserver import TestDnsServer  # noqa: E402
+from tests.support.milterctx import FakeContext  # noqa: E402
 
 from mxguard import config  # noqa: E402
 from mxguard.adapter import MxguardMilter  # noqa: E402
@@ -61,39 +62,10 @@ def bench_message(work: Path) -> tuple[Message, tuple[bytes, str] | None]:
     return Message.from_raw(raw, body), key
 
 
-class Context:
-    """What the adapter needs of libmilter's per-connection context."""
-
-    def __init__(self, macros: dict[str, str]) -> None:
-        self.macros = macros
-        self.priv = None
-
-    def getsymval(self, name: str) -> str | None:
-        return self.macros.get(name)
-
-    def setpriv(self, priv: object) -> None:
-        self.priv = priv
-
-    def getpriv(self) -> object:
-        return self.priv
-
-    def setsymlist(self, *args: object) -> None:
-        pass
-
-    def setreply(self, *args: object) -> None:
-        pass
-
-    def addheader(self, *args: object) -> None:
-        pass
-
-    def chgheader(self, *args: object) -> None:
-        pass
-
-
 def adapter_transaction(holder: RuntimeHolder, message: Message) -> None:
     """One transaction through the adapter, callback by callback, as libmilter calls it."""
     milter = MxguardMilter(holder)
-    milter._setctx(Context({"j": "mx.example.test", "{daemon_name}": "mx", "i": "4XQ"}))
+    milter._setctx(FakeContext({"j": "mx.example.test", "{daemon_name}": "mx", "i": "4XQ"}))
     milter.negotiate([Milter.CURR_ACTS, 0x1FFFFF, 0, 0])
     milter.connect("mail.sender.test", socket.AF_INET, ("203.0.113.25", 40000))
     milter.hello("mail.sender.test")

@@ -8,7 +8,6 @@ stops; anything else at that path is removed.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -16,6 +15,7 @@ import stat
 from pathlib import Path
 
 from .errors import ConfigError
+from .statedir import writable_dir
 
 log = logging.getLogger("mxguard")
 
@@ -43,9 +43,7 @@ def usable_spec(spec: str) -> str:
     if path is None or os.geteuid() == 0:
         return spec
     directory = Path(path).parent
-    with contextlib.suppress(OSError):
-        directory.mkdir(mode=DIRECTORY_MODE, parents=True, exist_ok=True)
-    if os.access(directory, os.W_OK | os.X_OK):
+    if writable_dir(directory, DIRECTORY_MODE):
         return spec
     replacement = runtime_fallback(path)
     log.warning("socket: %s is not writable; listening on unix:%s", directory, replacement)

@@ -17,9 +17,10 @@ log = logging.getLogger("mxguard.state")
 SQLITE_PREFIX = "sqlite:///"
 
 
-def _writable_dir(directory: Path) -> bool:
+def writable_dir(directory: Path, mode: int = 0o777) -> bool:
+    """Make ``directory`` if it is missing; True when we can create files in it."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        directory.mkdir(mode=mode, parents=True, exist_ok=True)
     except OSError:
         return False
     return os.access(directory, os.W_OK | os.X_OK)
@@ -38,10 +39,10 @@ def effective_state_url(url: str) -> str:
     if not url.startswith(SQLITE_PREFIX):
         return url
     path = Path(url[len(SQLITE_PREFIX) :])
-    if _writable_dir(path.parent):
+    if writable_dir(path.parent):
         return url
     directory = fallback_dir()
-    if not _writable_dir(directory):
+    if not writable_dir(directory):
         raise ConfigError(
             f"[state] url: expected a directory mxguard can write, but neither {path.parent} "
             f"nor the per-user fallback {directory} is writable"
