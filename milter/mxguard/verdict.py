@@ -124,6 +124,12 @@ def auth_values(
     return found
 
 
+def auth_domain(value: str) -> str:
+    """The domain of an Authentication-Results value: an address (smtp.mailfrom) or a bare
+    domain (header.d), lower-cased, without a trailing dot."""
+    return value.rpartition("@")[2].rstrip(".").lower()
+
+
 def findings_of(earlier: Iterable[Verdict], key: str) -> list[str]:
     """The values of every earlier finding called ``key`` (e.g. arc.trusted-sealer), in order."""
     return [value for verdict in earlier for name, value in verdict.findings if name == key]

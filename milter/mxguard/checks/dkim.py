@@ -30,7 +30,7 @@ from ..dkimverify import SignatureResult, signature_tags, verify_message
 from ..dns import Query
 from ..facts import Facts, Stage
 from ..options import INT, CheckSettings, choice, option
-from ..verdict import AuthResult, Verdict, by_severity, passed
+from ..verdict import AuthResult, Verdict, auth_values, by_severity, passed
 
 NAME = "dkim"
 
@@ -51,6 +51,13 @@ class DkimSettings(CheckSettings):
         "(policy belongs to [dmarc]; this is for sites that want more)",
         choice("off", "tag", "reject"),
     )
+
+
+def passing_signers(earlier: Iterable[Verdict]) -> list[str]:
+    """The d= domains of the signatures this check found passing (for dmarc, spoof, received)."""
+    return [
+        domain for domain, result in auth_values(earlier, "dkim", "header", "d") if result == "pass"
+    ]
 
 
 def auth_result(signature: SignatureResult) -> AuthResult:

@@ -46,6 +46,7 @@ from ..verdict import (
     AuthResult,
     Replies,
     Verdict,
+    auth_domain,
     auth_values,
     findings_of,
     passed,
@@ -86,11 +87,6 @@ def draw_sample() -> int:
     return _SAMPLER.randrange(100)
 
 
-def _domain_of(value: str) -> str:
-    """The domain of an address or a bare domain, as an Authentication-Results value holds it."""
-    return value.rpartition("@")[2]
-
-
 def _spf(facts: Facts) -> tuple[str, str] | None:
     """(domain, result) of the SPF identity DMARC uses: MAIL FROM, or HELO for the null sender
     (RFC 7489 section 4.1 by way of RFC 7208 section 2.4); the latest evaluation wins."""
@@ -99,7 +95,7 @@ def _spf(facts: Facts) -> tuple[str, str] | None:
     if not found:
         return None
     value, result = found[-1]
-    return _domain_of(value), result
+    return auth_domain(value), result
 
 
 def _evidence(spf: tuple[str, str] | None, dkim: list[tuple[str, str]]) -> str:
@@ -181,7 +177,7 @@ def check_eom(facts: Facts, settings: DmarcSettings, services: Services) -> Verd
     discovery = dmarc.discover(found.domain, lambda name: _texts(services, name))
     spf = _spf(facts)
     dkim = [
-        (_domain_of(value), result)
+        (auth_domain(value), result)
         for value, result in auth_values(facts.earlier, "dkim", "header", "d")
     ]
     result = dmarc.evaluate(

@@ -55,7 +55,8 @@ from ..facts import Connection, Facts, IPAddress, Stage
 from ..options import BOOL, DURATION, INT, CheckSettings, IPNetwork, choice, option
 from ..received import Hop, parse
 from ..textutil import printable
-from ..verdict import Action, Replies, Verdict, auth_values, by_severity, passed, reject
+from ..verdict import Action, Replies, Verdict, by_severity, passed, reject
+from .dkim import passing_signers
 from .spoof import our_domain
 
 NAME = "received"
@@ -201,9 +202,8 @@ def check_eom(facts: Facts, settings: ReceivedSettings, services: Services) -> V
         hops = hops[hops.index(client) + 1 :] if client in hops else []
     allowed = any(verdict.action is Action.ALLOW for verdict in facts.earlier)
     if settings.forged != "off" and not connection.exempt and not allowed:
-        signers = auth_values(facts.earlier, "dkim", "header", "d")
         ours = services.site.local_domains
-        signed_by_us = any(r == "pass" and our_domain(d, ours) for d, r in signers)
+        signed_by_us = any(our_domain(d, ours) for d in passing_signers(facts.earlier))
         evidence = forgery(hops, services, settings, signed_by_us)
         if evidence:
             verdict = by_severity(settings.forged, NAME, "forged", evidence)

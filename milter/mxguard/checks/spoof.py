@@ -53,8 +53,9 @@ from ..check import Check, Services
 from ..facts import Connection, Facts, Stage
 from ..options import NETWORKS, CheckSettings, IPNetwork, option
 from ..textutil import printable
-from ..verdict import Verdict, auth_values, findings_of, reject
+from ..verdict import Verdict, auth_domain, auth_values, findings_of, reject
 from .arc import FINDING as ARC_TRUSTED_SEALER
+from .dkim import passing_signers
 
 NAME = "spoof"
 
@@ -84,13 +85,9 @@ def spf_result(earlier: Iterable[Verdict], domain: str) -> str:
     found = [
         r
         for value, r in auth_values(earlier, "spf", "smtp", "mailfrom")
-        if _domain_of(value) == domain
+        if auth_domain(value) == domain
     ]
     return found[-1] if found else ""  # the latest evaluation wins
-
-
-def _domain_of(address: str) -> str:
-    return address.rpartition("@")[2].rstrip(".").lower()
 
 
 def _is_forwarder(connection: Connection, settings: SpoofSettings) -> bool:
@@ -149,10 +146,7 @@ def check_eom(facts: Facts, settings: SpoofSettings, services: Services) -> Verd
         ours = our_domain(found.domain, domains)
         if not ours:
             return None
-        signers = [
-            d for d, result in auth_values(facts.earlier, "dkim", "header", "d") if result == "pass"
-        ]
-        if any(dmarc.aligned(signer, found.domain, "r") for signer in signers):
+        if any(dmarc.aligned(d, found.domain, "r") for d in passing_signers(facts.earlier)):
             return None
         shown = printable(found.address, 100)
         evidence = "without an aligned DKIM signature"
