@@ -36,7 +36,6 @@ from mxguard import config  # noqa: E402
 from mxguard.adapter import MxguardMilter  # noqa: E402
 from mxguard.address import parse_path  # noqa: E402
 from mxguard.checks import ALL_CHECKS  # noqa: E402
-from mxguard.dns import Resolver  # noqa: E402
 from mxguard.facts import Connection, Envelope, Facts, Message, Recipient, Stage  # noqa: E402
 from mxguard.pipeline import Pipeline  # noqa: E402
 from mxguard.runtime import RuntimeHolder, build_runtime  # noqa: E402
@@ -123,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 "[rhsbl]\nzones = dbl.bench.test=3\nthreshold = 3\n"
             ),
         )
-        resolver = Resolver(settings.dns.nameservers, settings.dns.timeout, 10000)
-        runtime = build_runtime(settings, resolver)
+        runtime = build_runtime(settings)
         rows = [(c.name, Pipeline([(c, settings.checks[c.name])])) for c in ALL_CHECKS]
         rows.append(("all", runtime.pipeline))
         holder = RuntimeHolder(runtime)
@@ -142,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_once()
             cost = (time.process_time() - started) / args.transactions * 1e6
             print(f"{name:10} {cost:15.1f}")
-        resolver.close()
+        holder.close()
     return 0
 
 

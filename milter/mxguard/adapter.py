@@ -108,7 +108,9 @@ class MxguardMilter(Milter.Base):
 
     def __init__(self, holder: RuntimeHolder) -> None:
         super().__init__()
-        self.runtime: Runtime = holder.current
+        self._holder = holder
+        self._in_transaction = False
+        self.runtime: Runtime = holder.acquire()
         self.services = self.runtime.services()
         self.connection = Connection(client_ip=None)
         self._connection_verdicts: list[Verdict] = []
@@ -116,6 +118,9 @@ class MxguardMilter(Milter.Base):
         self._reset_transaction()
 
     def _reset_transaction(self) -> None:
+        if self._in_transaction:
+            self._in_transaction = False
+            self._holder.in_flight.end()
         self.envelope: Envelope | None = None
         self._transaction_verdicts: list[Verdict] = []
         self._headers: list[tuple[bytes, bytes]] = []
@@ -188,6 +193,12 @@ class MxguardMilter(Milter.Base):
     def envfrom(self, sender: str, *esmtp: str) -> int:
         """Start a transaction; record SMTP AUTH; run the MAIL checks."""
         self._reset_transaction()
+        if not self._holder.in_flight.begin():
+            # SIGTERM: the transactions in flight finish, a new one is asked to come back.
+            reply = Replies.STOPPING
+            self.setreply(reply.smtp_code, reply.dsn_code, "mxguard is stopping, try again later")
+            return Milter.TEMPFAIL
+        self._in_transaction = True
         macro = self.getsymval
         self.connection = dataclasses.replace(
             self.connection,
@@ -269,7 +280,9 @@ class MxguardMilter(Milter.Base):
         return Milter.CONTINUE
 
     def close(self) -> int:
-        """The connection ended."""
+        """The connection ended: its transaction, if any, and its hold on the runtime too."""
+        self._reset_transaction()
+        self._holder.release(self.runtime)
         return Milter.CONTINUE
 
     # -- helpers ----------------------------------------------------------------------------
@@ -302,18 +315,24 @@ class MxguardMilter(Milter.Base):
         # A refused recipient's verdict concerns that recipient only, not the message.
         if stage is not Stage.RCPT or result.decision is None:
             record.extend(result.verdicts)
+        decision = result.decision
+        # One line per refusal: the verdict that decided. What else the stage found (a second
+        # DNS failure, a tag) concerns mail that is refused anyway, so it is logged at debug.
+        level = logging.INFO if decision is None else logging.DEBUG
         for verdict in result.verdicts:
             if verdict.action is not Action.CONTINUE:
                 action = f"would-{verdict.monitored}" if verdict.monitored else verdict.action
                 metrics.VERDICTS.labels(str(stage), verdict.check, str(action)).inc()
-                self._log_line(stage, verdict.check, action, verdict.reason, facts)
-        decision = result.decision
+                if verdict is not decision:
+                    self._log_line(stage, verdict.check, action, _logged(verdict), facts, level)
         if decision is None:
             return no_reply
         reply = decision.reply or Replies.TEMPORARY
-        # libmilter treats % as a format character in reply text.
-        text = printable(decision.text, 400).replace("%", "%%")
-        self.setreply(reply.smtp_code, reply.dsn_code, text)
+        text = printable(decision.text, 400)
+        # The log shows the reply as the client reads it: libmilter treats % as a format
+        # character, and the MTA turns %% back into %.
+        self._log_line(stage, decision.check, decision.action, text, facts)
+        self.setreply(reply.smtp_code, reply.dsn_code, text.replace("%", "%%"))
         if decision.action is Action.REJECT and reply.smtp_code.startswith("4"):
             # A final decision with a 4xx reply (the harvest lock-out): libmilter sends a
             # reply code only when it matches the return code, else Postfix's generic 550.
@@ -360,27 +379,38 @@ class MxguardMilter(Milter.Base):
         self.addheader(name, value, 0)
 
     def _log_line(
-        self, stage: Stage, check: str, action: str, reason: str, facts: Facts | None = None
+        self,
+        stage: Stage,
+        check: str,
+        action: str,
+        reason: str,
+        facts: Facts | None = None,
+        level: int = logging.INFO,
     ) -> None:
+        """One decision, in Postfix's own log style: the queue id first, so one grep finds
+        both sides; ``from=`` once there is a sender, ``to=`` once there is a recipient (at
+        RCPT the one being judged, later the accepted ones); the reason last and unescaped."""
+        if not log.isEnabledFor(level):
+            return
         envelope = self.envelope
-        if facts is not None and facts.recipient is not None:
-            recipients = [facts.recipient.raw]
-        else:
-            recipients = [r.raw for r in envelope.recipients] if envelope else []
-        # Postfix's own log style: the queue id first, so one grep finds both sides.
-        connection = self.connection
-        log.info(
-            "%s: stage=%s check=%s action=%s client=%s[%s] from=<%s> to=<%s> reason=%s",
-            (envelope.queue_id if envelope else "") or "NOQUEUE",
-            stage,
-            check,
-            action,
-            printable(connection.client_name or "unknown", 100),
-            connection.client_text,
-            printable(envelope.raw_sender.strip("<>") if envelope else "", 100),
-            printable(",".join(r.strip("<>") for r in recipients), 300),
-            _quoted(reason),
-        )
+        fields = [
+            f"stage={stage}",
+            f"check={check}",
+            f"action={action}",
+            f"client={_client(self.connection)}",
+        ]
+        if envelope is not None:
+            fields.append(f"from=<{printable(envelope.raw_sender.strip('<>'), 100)}>")
+            if facts is not None and facts.recipient is not None:
+                recipients = [facts.recipient.raw]
+            else:
+                recipients = [r.raw for r in envelope.recipients]
+            if recipients:
+                to = ",".join(r.strip("<>") for r in recipients)
+                fields.append(f"to=<{printable(to, 300)}>")
+        fields.append(f"reason={_quoted(reason)}")
+        queue_id = (envelope.queue_id if envelope else "") or "NOQUEUE"
+        log.log(level, "%s: %s", queue_id, " ".join(fields))
 
 
 def _as_bytes(value: str | bytes) -> bytes:
@@ -391,4 +421,23 @@ def _as_bytes(value: str | bytes) -> bytes:
 
 
 def _quoted(text: str) -> str:
-    return '"' + printable(text, 300).replace('"', "'") + '"'
+    """``text`` in double quotes, as it is: the reason is the last field, so everything
+    between ``reason="`` and the line's final ``"`` is the text, quotes inside included."""
+    return '"' + printable(text, 400) + '"'
+
+
+def _logged(verdict: Verdict) -> str:
+    """What the log says a verdict was about: the reply a refusal sends (or, in monitor mode,
+    would send), else the reason of a tag."""
+    if verdict.text and (verdict.refuses or verdict.monitored):
+        return verdict.text
+    return verdict.reason
+
+
+def _client(connection: Connection) -> str:
+    """``name[ip]`` as Postfix logs a client: ``unknown`` without a verified name, for which
+    Postfix and Sendmail hand the milter ``[ip]`` as the host name."""
+    name = connection.client_name
+    if not name or name.startswith("[") or name == "unknown":
+        name = "unknown"
+    return f"{printable(name, 100)}[{connection.client_text}]"

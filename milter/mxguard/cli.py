@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from . import __version__, config, logsetup
 from .errors import ConfigError
 from .statedir import with_usable_state
 
 EXIT_CONFIG = 2
+# What a shell reports for a command that SIGPIPE ended (``mxguard check-config | head``).
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
 
 log = logging.getLogger("mxguard")
 
@@ -35,6 +39,20 @@ def _parser() -> argparse.ArgumentParser:
             metavar="FILE",
             help=f"the INI file (default {config.DEFAULT_PATH})",
         )
+        if name == "check-config":
+            output = command.add_mutually_exclusive_group()
+            output.add_argument(
+                "-n",
+                "--changed",
+                action="store_true",
+                help="only the settings that differ from the defaults (like postconf -n)",
+            )
+            output.add_argument(
+                "-q",
+                "--quiet",
+                action="store_true",
+                help="print nothing unless the file is invalid (for systemd's ExecReload)",
+            )
         if name == "doctor":
             command.add_argument(
                 "--postfix-config",
@@ -44,21 +62,85 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_config(settings: config.Settings) -> int:
-    """Print the effective settings as INI, with warnings as comments; data files (access
-    lists, patterns) are loaded too, and their problems logged with file and line."""
+def check_config(settings: config.Settings, changed: bool = False, quiet: bool = False) -> int:
+    """Print the effective settings as INI (with ``changed`` only those that differ from the
+    defaults), then the warnings and a summary line as comments; with ``quiet``, nothing.
+    Data files (access lists, patterns) are loaded too, and their problems logged with file
+    and line."""
     from .pipeline import Pipeline
 
     logsetup.configure("warning")
-    Pipeline(settings.ordered_checks())
-    for warning in settings.warnings():
-        print(f"; warning: {warning}")
-    for section, values in config.effective_values(settings).items():
-        print(f"[{section}]")
-        for name, value in values.items():
-            print(f"{name} = {value}".rstrip())
-        print()
+    Pipeline(settings.ordered_checks(), source=settings.path)
+    if quiet:
+        return 0
+    try:
+        for line in _settings_lines(settings, changed):
+            print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader has all it wanted (``| head``): stop quietly, as tools that SIGPIPE ends.
+        _discard_stdout()
+        return EXIT_BROKEN_PIPE
     return 0
+
+
+def _settings_lines(settings: config.Settings, changed: bool) -> Iterator[str]:
+    """The lines of check-config: the sections, the warnings as comments, the summary last."""
+    for section, values in config.effective_values(settings, changed).items():
+        yield f"[{section}]"
+        for name, value in values.items():
+            yield f"{name} = {value}".rstrip()
+        yield ""
+    warnings = settings.warnings()
+    for warning in warnings:
+        yield f"; warning: {warning}"
+    yield summary(settings, len(warnings))
+
+
+def summary(settings: config.Settings, warnings: int = 0) -> str:
+    """One comment line: the file is valid, which checks run, which lack the settings to act,
+    and which only log and tag (monitor mode)."""
+    enabled = settings.ordered_checks()
+    names = [check.name for check, _ in enabled]
+    idle = [c.name for c, s in enabled if not c.active_stages(s) and not c.observers]
+    monitored = [check.name for check, checked in enabled if checked.monitor]
+    valid = f"valid, {warnings} warning{'s' * (warnings != 1)} above" if warnings else "valid"
+    parts = [
+        f"; {settings.path}: {valid}",
+        f"{len(names)} check{'s' * (len(names) != 1)} enabled ({', '.join(names)})",
+    ]
+    if idle:
+        parts.append(f"idle until configured: {', '.join(idle)}")
+    if monitored and len(monitored) == len(names):
+        parts.append("in monitor mode: all")
+    else:
+        parts.append(f"in monitor mode: {', '.join(monitored) or 'none'}")
+    return "; ".join(parts)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush at exit does not fail
+    on the closed pipe again ("Exception ignored ... BrokenPipeError")."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # not a file (a test's capture): nothing is left to flush at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
+
+
+def trusted_note(milter: config.MilterSettings) -> str:
+    """The start-up line that says whose mail skips the inbound checks, and how to see them
+    judge a client all the same from this host (whose loopback address is trusted)."""
+    if not milter.trusted_networks:
+        return "[milter] trusted_networks is empty: every client gets the inbound checks"
+    networks = ", ".join(str(network) for network in milter.trusted_networks)
+    return (
+        f"[milter] trusted_networks = {networks}: mail from these clients skips the inbound "
+        "checks; to try them from this host, have Postfix pass an outside client's address "
+        "with XCLIENT (README: Trying it from the MTA host)"
+    )
 
 
 def run(settings: config.Settings) -> int:
@@ -70,6 +152,7 @@ def run(settings: config.Settings) -> int:
         log.warning("%s", warning)
     settings = with_usable_state(settings)
     log.info("mxguard %s starting with %s", __version__, settings.path)
+    log.info("%s", trusted_note(settings.milter))
     return serve(settings)
 
 
@@ -79,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = config.load(args.config)
         if args.command == "check-config":
-            return check_config(settings)
+            return check_config(settings, changed=args.changed, quiet=args.quiet)
         if args.command == "doctor":
             from . import doctor
 

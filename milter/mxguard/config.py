@@ -20,6 +20,7 @@ from typing import Any
 
 from .check import Check
 from .checks import ALL_CHECKS
+from .checks.dnsbl import DnsblSettings
 from .errors import ConfigError, ValueParseError
 from .options import (
     BOOL,
@@ -69,6 +70,7 @@ class MilterSettings:
         "unix:/run/mxguard/mxguard.sock",
         "where the MTA connects to mxguard; mode 0660, group of [milter] user",
         SOCKET,
+        restart=True,
     )
     mode: Mode = option(
         "enforce", "enforce, or monitor (log and tag what would be refused, never refuse)", MODE
@@ -92,13 +94,23 @@ class MilterSettings:
         "mxguard",
         "run as this user and its groups once the socket is open (when started as root)",
         STRING,
+        restart=True,
     )
     order: tuple[str, ...] = option(
         ", ".join(check.name for check in ALL_CHECKS),
         "the order in which the checks of a stage run; unlisted checks run last",
         WORDS,
     )
-    timeout: float = option("2h", "drop an MTA connection that stays silent this long", DURATION)
+    # Postfix itself gives up after milter_content_timeout (300s by default); a connection
+    # silent longer than that is dead, and it holds one of libmilter's threads meanwhile.
+    timeout: float = option(
+        "10m", "drop an MTA connection that stays silent this long", DURATION, restart=True
+    )
+    stop_timeout: float = option(
+        "10s",
+        "on SIGTERM, how long transactions in flight may take to finish before mxguard exits",
+        DURATION,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +166,7 @@ class MetricsSettings:
         "serve Prometheus metrics on 127.0.0.1:PORT/metrics (0: off); counts by stage, check, "
         "action and DNS outcome, never by domain or address",
         INT,
+        restart=True,
     )
 
 
@@ -195,13 +208,35 @@ class Settings:
         return [(c, self.checks[c.name]) for c in ordered if self.checks[c.name].enabled]
 
     def warnings(self) -> list[str]:
-        """Settings that are valid but probably not what the admin wants."""
+        """Settings that are valid but probably not what the admin wants; ``run`` logs them
+        and ``check-config`` prints them."""
+        milter = self.milter
         found = []
-        if self.checks["relay"].enabled and not self.milter.local_domains:
+        if self.checks["relay"].enabled and not milter.local_domains:
             found.append(
                 "[milter] local_domains is empty: the relay check refuses routing tricks only, "
                 "not off-site domains"
             )
+        if not milter.hostnames:
+            found.append(
+                "[milter] hostnames is empty: the helo and received checks cannot recognise a "
+                "client that claims our name (helo still knows the MTA's own name), and "
+                f"Authentication-Results are written as {milter.authserv_id}"
+            )
+        everyone = [str(net) for net in milter.trusted_networks if net.prefixlen == 0]
+        if everyone:
+            found.append(
+                f"[milter] trusted_networks includes {', '.join(everyone)}: every client is "
+                "trusted, so no inbound check ever runs"
+            )
+        dnsbl = self.checks["dnsbl"]
+        if isinstance(dnsbl, DnsblSettings) and dnsbl.enabled and dnsbl.zones:
+            weights = sum(zone.weight for zone in dnsbl.zones)
+            if weights < dnsbl.threshold:
+                found.append(
+                    f"[dnsbl] threshold = {dnsbl.threshold} is more than the weights of all "
+                    f"zones together ({weights}): the dnsbl check never refuses"
+                )
         return found
 
 
@@ -246,6 +281,11 @@ def _section_values(
         spec = known.get(key)
         if spec is None:
             problems.append(f"{path}: [{name}] {key}: unknown option{_suggest(key, list(known))}")
+            continue
+        if "\x00" in text:  # no option has a use for it, and file paths cannot hold it
+            problems.append(
+                f"{path}: [{name}] {key}: expected {spec.kind.expected}, got a NUL byte"
+            )
             continue
         try:
             values[key] = spec.kind.parse(text)
@@ -313,15 +353,39 @@ def _inherit_mode(settings: CheckSettings, mode: Mode) -> CheckSettings:
     return settings if settings.mode is not None else dataclasses.replace(settings, mode=mode)
 
 
-def effective_values(settings: Settings) -> dict[str, dict[str, str]]:
-    """Every option's effective value as INI text, by section, for ``check-config``."""
+def effective_values(settings: Settings, changed: bool = False) -> dict[str, dict[str, str]]:
+    """Every option's effective value as INI text, by section, for ``check-config``; with
+    ``changed``, only those that differ from their default, and only sections that have one
+    (``postconf -n``)."""
     result: dict[str, dict[str, str]] = {}
-    for name in sections():
+    for name, (cls, _doc) in sections().items():
         values = settings.checks[name] if name in settings.checks else getattr(settings, name)
-        result[name] = {
-            spec.name: spec.kind.format(getattr(values, spec.name)) for spec in specs(type(values))
-        }
+        texts = {spec.name: spec.kind.format(getattr(values, spec.name)) for spec in specs(cls)}
+        if changed:
+            texts = {
+                option: text
+                for option, text in texts.items()
+                if text != _default_text(settings, name, option)
+            }
+            if not texts:
+                continue
+        result[name] = texts
     return result
+
+
+def _default_text(settings: Settings, section: str, option: str) -> str:
+    """What ``option`` of ``section`` would be without a line in the file, as INI text.
+
+    Two defaults follow other options, and are compared as they follow them here: a check's
+    empty mode is the [milter] mode, an empty authserv_id the first host name (else this
+    host's name), so neither is reported as changed when it was never set."""
+    if section in settings.checks and option == "mode":
+        return str(settings.milter.mode)
+    if (section, option) == ("milter", "authserv_id"):
+        hostnames = settings.milter.hostnames
+        return hostnames[0] if hostnames else socket.getfqdn()
+    spec = next(spec for spec in specs(sections()[section][0]) if spec.name == option)
+    return spec.kind.format(spec.kind.parse(spec.default_text))
 
 
 __all__ = [

@@ -19,7 +19,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -134,8 +134,16 @@ class Resolver:
         timeout: float = 3.0,
         cache_size: int = 10000,
         workers: int = 32,
+        servers: Sequence[dns.nameserver.Nameserver] = (),
+        metered: bool = True,
     ) -> None:
-        if nameservers:
+        """``servers`` replaces ``nameservers`` with dnspython server objects (the self-test's
+        canned answers); ``metered`` = False keeps its lookups out of the metrics."""
+        self._metered = metered
+        if servers:
+            self._resolver = dns.resolver.Resolver(configure=False)
+            self._resolver.nameservers = list(servers)
+        elif nameservers:
             self._resolver = dns.resolver.Resolver(configure=False)
             self._resolver.nameservers = [
                 dns.nameserver.Do53Nameserver(host, port) for host, port in nameservers
@@ -197,8 +205,9 @@ class Resolver:
         """Ask the servers (dnspython still answers from its cache if an entry appeared)."""
         started = time.perf_counter()
         result = self._ask(name, rdtype)
-        outcome = type(result).__name__.lower()  # found, notfound, unknown
-        metrics.DNS_LOOKUPS.labels(outcome).observe(time.perf_counter() - started)
+        if self._metered:
+            outcome = type(result).__name__.lower()  # found, notfound, unknown
+            metrics.DNS_LOOKUPS.labels(outcome).observe(time.perf_counter() - started)
         return result
 
     def _ask(self, name: str, rdtype: str) -> DnsResult:
@@ -239,9 +248,9 @@ class Resolver:
             results[query] = future.result()
         return results
 
-    def close(self) -> None:
-        """Stop the worker threads."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+    def close(self, wait: bool = False) -> None:
+        """Stop the worker threads (``wait``: until they have ended)."""
+        self._pool.shutdown(wait=wait, cancel_futures=True)
 
 
 class ConnectionLookups:

@@ -19,15 +19,17 @@ END = ".. END GENERATED OPTION REFERENCE"
 def render_ini() -> str:
     """The sample INI: every section and option, each with its doc, at its default."""
     lines = [
-        "; mxguard configuration. Every option is shown at its default.",
-        "; Generated from the schema by `python -m mxguard.docgen`; do not edit by hand.",
+        "; mxguard configuration: every option, shown at its default.",
+        "; Copy it (cp contrib/mxguard.ini /etc/mxguard/mxguard.ini) and edit the copy: set",
+        "; [milter] hostnames, local_domains and socket; delete what you leave at its default.",
+        "; This file is generated from the schema (python -m mxguard.docgen).",
         "; Lists are comma-separated; booleans are yes/no/true/false/on/off/1/0;",
         "; durations take s/m/h/d; networks are CIDR (IPv4 or IPv6).",
     ]
     for name, (cls, doc) in sections().items():
         lines += ["", f"; {doc}", f"[{name}]"]
         for spec in specs(cls):
-            lines.append(f"; {spec.doc} [{spec.kind.name}]")
+            lines.append(f"; {spec.described} [{spec.kind.name}]")
             lines.append(f"{spec.name} = {spec.default_text}".rstrip())
     return "\n".join(lines) + "\n"
 
@@ -45,7 +47,7 @@ def render_reference() -> str:
             lines += [
                 f"   * - ``{spec.name}``",
                 f"     - {default}",
-                f"     - {spec.doc}. Takes {spec.kind.expected}.",
+                f"     - {spec.described}. Takes {spec.kind.expected}.",
             ]
         lines.append("")
     lines.append(END)
@@ -82,7 +84,7 @@ def render_man_ini() -> str:
         for spec in specs(cls):
             default = spec.default_text or "(empty)"
             lines += [".TP", f".B {_roff(spec.name)}", _roff(f"= {default}")]
-            lines += [".br", _roff(f"{spec.doc}. Takes {spec.kind.expected}.")]
+            lines += [".br", _roff(f"{spec.described}. Takes {spec.kind.expected}.")]
     lines += [".SH SEE ALSO", ".BR mxguard (8)"]
     return "\n".join(lines) + "\n"
 

@@ -1,8 +1,12 @@
 """``mxguard doctor``: read Postfix's own settings and the socket, and say what is wrong, with
 the fix. Exit status 1 when something is wrong, 0 when all is well.
 
-Postfix is asked with ``postconf -h`` (``-c DIR`` for another instance), so what is checked is
-what Postfix will use, defaults included.
+Postfix is asked with ``postconf -h -x`` (``-c DIR`` for another instance), so what is checked
+is what Postfix will use: defaults included, ``$name`` expanded. master.cf is read too
+(``postconf -F``, ``-P -x``): every smtpd service and every cleanup service (which runs
+non_smtpd_milters) is checked with its own milter list and as it sees the socket from its
+chroot, and the socket is asked for a milter option negotiation, so "ok" means mxguard
+answered where Postfix will look for it.
 """
 
 from __future__ import annotations
@@ -11,11 +15,29 @@ import grp
 import os
 import pwd
 import stat
-import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from os.path import lexists
+from pathlib import Path, PurePosixPath
 
 from . import config
+from .milterprobe import DENIED, Address, Answer, negotiate
+from .postfixview import (
+    DEFAULT_QUEUE,
+    MILTER_PARAMETER,
+    PostconfError,
+    Service,
+    Use,
+    find_use,
+    inside,
+    master_services,
+    milter_address,
+    milter_entries,
+    names_socket,
+    postfix_name,
+    run_postconf,
+    smtpd_milters_value,
+)
 from .sockets import unix_path
 
 # What mxguard reads, by the postconf parameter that delivers it.
@@ -33,10 +55,21 @@ PARAMETERS = (
     "milter_command_timeout",
     "milter_content_timeout",
     "queue_directory",
+    "config_directory",
     "mail_version",
     "mail_owner",
     *NEEDED_MACROS,
 )
+# What a service that cannot reach its milter does to mail, by milter_default_action.
+CONSEQUENCE = {
+    "tempfail": "every message gets 451 4.7.1",
+    "accept": "mail passes unfiltered",
+    "reject": "every message is refused",
+    "quarantine": "every message goes to the hold queue",
+    "shutdown": "every session is cut",
+}
+
+Probe = Callable[[Address], Answer]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,22 +82,13 @@ class Finding:
     note: bool = False  # worth knowing, not wrong
 
 
-class PostconfError(Exception):
-    """Postfix's settings could not be read."""
-
-
 def postconf(config_dir: str | None, command: str = "postconf") -> dict[str, str]:
-    """The values of PARAMETERS as Postfix sees them (defaults included); PostconfError when
-    postconf cannot be run or cannot read the configuration."""
-    argv = [command, *(["-c", config_dir] if config_dir else []), "-h", *PARAMETERS]
-    try:
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise PostconfError(f"cannot run {command}: {error}") from None
-    lines = result.stdout.splitlines()
-    if result.returncode != 0 or len(lines) != len(PARAMETERS):
-        problem = result.stderr.strip().splitlines()[-1:] or ["no output"]
-        raise PostconfError(f"{' '.join(argv[: -len(PARAMETERS)])}: {problem[0]}")
+    """The values of PARAMETERS as Postfix sees them (defaults included, $name expanded);
+    PostconfError when postconf cannot be run or cannot read the configuration."""
+    argv = [command, *(["-c", config_dir] if config_dir else []), "-h", "-x", *PARAMETERS]
+    lines = run_postconf(argv, len(PARAMETERS)).splitlines()
+    if len(lines) != len(PARAMETERS):
+        raise PostconfError(f"{' '.join(argv[: -len(PARAMETERS)])}: unexpected output")
     return dict(zip(PARAMETERS, (line.strip() for line in lines), strict=True))
 
 
@@ -81,54 +105,160 @@ def _entries(value: str) -> list[str]:
     return [item for item in value.replace(",", " ").split() if item]
 
 
-def postfix_names(spec: str, queue_directory: str) -> set[str]:
-    """How main.cf may name our socket: unix:/path (and relative to the queue directory for
-    a socket inside it), or inet:host:port."""
-    path = unix_path(spec)
-    if path is not None:
-        names = {f"unix:{path}"}
-        queue = queue_directory.rstrip("/") + "/"
-        if queue != "/" and path.startswith(queue):
-            names.add(f"unix:{path[len(queue) :]}")
-        return names
-    kind, _, rest = spec.partition(":")
-    port, _, host = rest.partition("@")
-    return {f"inet:{host.strip('[]')}:{port}", f"{kind}:{host.strip('[]')}:{port}"}
+def _queue(values: dict[str, str]) -> str:
+    """Postfix's queue_directory (Debian's when postconf gave none)."""
+    return values.get("queue_directory") or DEFAULT_QUEUE
 
 
-def check_milters(settings: config.Settings, values: dict[str, str]) -> list[Finding]:
-    """Do smtpd_milters and non_smtpd_milters point at our socket (chroot case included)?"""
+def _describe(service: Service, queue_directory: str) -> str:
+    """How the report names a service: ``smtp/inet (smtpd, chrooted in /var/spool/postfix)``."""
+    chroot = f", chrooted in {queue_directory}" if service.chroot else ""
+    return f"{service.name} ({service.command}{chroot})"
+
+
+def _reachable(settings: config.Settings, queue_directory: str, chroot: bool) -> tuple[str, str]:
+    """The milter entry a service should use, and the change to the INI it needs first ('' when
+    none): a chrooted service reaches only a socket inside the queue directory."""
     spec = settings.milter.socket
-    names = postfix_names(spec, values.get("queue_directory", ""))
-    found = []
-    for parameter in ("smtpd_milters", "non_smtpd_milters"):
-        entries = _entries(values.get(parameter, ""))
-        if any(entry in names for entry in entries):
-            found.append(Finding(True, f"{parameter} names mxguard's socket"))
-            continue
-        preferred = sorted(names, key=len)[0]
-        fix = f"postconf -e '{parameter} = {preferred}'"
-        path = unix_path(spec)
-        if path and not path.startswith(values.get("queue_directory", "/nonexistent") + "/"):
-            fix += (
-                "; a chrooted smtpd (Debian's default) cannot reach it outside the queue "
-                "directory: use [milter] socket = unix:/var/spool/postfix/mxguard/mxguard.sock "
-                "and smtpd_milters = unix:mxguard/mxguard.sock"
-            )
-        text = f"{parameter} = {values.get(parameter, '')!r} does not name {spec}"
-        if parameter == "non_smtpd_milters":
-            # Not wrong: mail submitted with sendmail(1) then bypasses mxguard (no signing).
-            found.append(Finding(True, text + " (local submissions are not signed)", fix, True))
+    path = unix_path(spec)
+    if path is None or not chroot or inside(path, queue_directory):
+        return smtpd_milters_value(spec, queue_directory), ""
+    directory = PurePosixPath(queue_directory) / "mxguard"
+    moved = f"unix:{directory / PurePosixPath(path).name}"
+    step = f"[milter] socket = {moved} in {settings.path} (restart mxguard)"
+    user = settings.milter.user
+    if user:
+        # mxguard runs as this user and cannot create a directory in the queue directory.
+        step = f"install -d -o {user} -g {user} -m 0750 {directory}; {step}"
+    return smtpd_milters_value(moved, queue_directory), step
+
+
+def _set(parameter: str, value: str, service: Service | None = None) -> str:
+    """The postconf command that sets a milter list in main.cf, or a service's -o override."""
+    if service is not None and service.override:
+        # postconf -P takes no whitespace in a value.
+        return f"postconf -P '{service.name}/{parameter}={','.join(milter_entries(value))}'"
+    return f"postconf -e '{parameter} = {value}'"
+
+
+def _added(value: str, entry: str) -> str:
+    """A milter list with ``entry`` appended (other milters stay the admin's to keep)."""
+    return f"{value}, {entry}" if value.strip() else entry
+
+
+def _consequence(values: dict[str, str], command: str) -> str:
+    """What mail meets while a service cannot reach mxguard."""
+    action = values.get("milter_default_action", "")
+    if command == "cleanup":
+        return f"mail from sendmail(1) meets milter_default_action = {action}"
+    return CONSEQUENCE.get(action, f"milter_default_action = {action} applies")
+
+
+def _not_named(
+    settings: config.Settings, values: dict[str, str], parameter: str, clients: list[Service]
+) -> Finding:
+    """No service of this kind names our socket: a problem for smtpd, a note for cleanup."""
+    spec, queue = settings.milter.socket, _queue(values)
+    value = values.get(parameter, "")
+    text = f"{parameter} = {value!r} does not name {spec}"
+    overriding = [service.name for service in clients if service.override]
+    if overriding:
+        text += f" (nor does -o {parameter} of {', '.join(overriding)} in master.cf)"
+    if parameter == "non_smtpd_milters":
+        # Not wrong: mail submitted with sendmail(1) then bypasses mxguard (no signing).
+        if names_socket(values.get("smtpd_milters", ""), spec, queue):
+            fix = _set(parameter, "$smtpd_milters")
         else:
-            found.append(Finding(False, text, fix))
-    return found
+            fix = _set(parameter, _added(value, _reachable(settings, queue, False)[0]))
+        return Finding(True, text + " (local submissions are not signed)", fix, True)
+    entry, ini = _reachable(settings, queue, any(service.chroot for service in clients))
+    fix = _set(parameter, _added(value, entry))
+    if ini:
+        text += "; a chrooted smtpd cannot reach a socket outside the queue directory"
+        fix = f"{ini}; {fix}; postfix reload"
+    return Finding(False, text, fix)
 
 
-def check_socket(settings: config.Settings, values: dict[str, str]) -> list[Finding]:
-    """Can the Postfix user reach the socket (group membership and mode)?"""
-    path = unix_path(settings.milter.socket)
-    if path is None:
-        return [Finding(True, "inet socket: no file permissions to check")]
+def _bypass(settings: config.Settings, values: dict[str, str], service: Service) -> Finding:
+    """A note: this service's own list leaves mxguard out, while others use it."""
+    spec, queue, parameter = settings.milter.socket, _queue(values), service.parameter
+    where = " (-o in master.cf)" if service.override else ""
+    text = (
+        f"{_describe(service, queue)}: {parameter} = {service.milters!r}{where} does not name "
+        f"{spec}: mail through it bypasses mxguard"
+    )
+    if service.override and names_socket(values.get(parameter, ""), spec, queue):
+        return Finding(True, text, f"postconf -PX '{service.name}/{parameter}'", True)
+    entry, ini = _reachable(settings, queue, service.chroot)
+    fix = _set(parameter, _added(service.milters, entry), service)
+    return Finding(True, text, f"{ini}; {fix}" if ini else fix, True)
+
+
+def _lost(settings: config.Settings, values: dict[str, str], use: Use) -> Finding:
+    """The service names our socket, but from where it runs the name leads to no file."""
+    queue, service = _queue(values), use.service
+    text = (
+        f"{_describe(service, queue)}: {service.parameter} names {use.entry}, which it opens "
+        f"as {use.target}: no such file ({_consequence(values, service.command)})"
+    )
+    entry, ini = _reachable(settings, queue, service.chroot)
+    fix = _set(service.parameter, service.milters.replace(use.entry, entry), service)
+    if _follows_smtpd(service, values):
+        fix = f"the smtpd_milters fix, with non_smtpd_milters = $smtpd_milters (else {fix})"
+        return Finding(False, text, fix)
+    return Finding(False, text, "; ".join(step for step in (ini, fix, "postfix reload") if step))
+
+
+def _follows_smtpd(service: Service, values: dict[str, str]) -> bool:
+    """Is this cleanup's list main.cf's smtpd_milters (as with the README's
+    ``non_smtpd_milters = $smtpd_milters``), so that fixing smtpd_milters fixes it too?"""
+    return (
+        service.command == "cleanup"
+        and not service.override
+        and service.milters == values.get("smtpd_milters")
+    )
+
+
+def check_milters(
+    settings: config.Settings, values: dict[str, str], services: list[Service]
+) -> tuple[list[Finding], list[Address]]:
+    """Does every smtpd (and cleanup) service name mxguard's socket in its own milter list, in
+    a way that leads to it from its chroot? Also returns the sockets these services open."""
+    spec, queue = settings.milter.socket, _queue(values)
+    ours = unix_path(spec)
+    ours = str(PurePosixPath(ours)) if ours else None
+    found: list[Finding] = []
+    targets: list[Address] = []
+    for command, parameter in MILTER_PARAMETER.items():
+        clients = [service for service in services if service.command == command]
+        uses = [find_use(service, spec, queue) for service in clients]
+        if command == "smtpd" and not clients:
+            found.append(Finding(False, "master.cf runs no smtpd service: no mail comes in"))
+            continue
+        if not any(uses):
+            found.append(_not_named(settings, values, parameter, clients))
+            continue
+        for service, use in zip(clients, uses, strict=True):
+            if use is None:
+                found.append(_bypass(settings, values, service))
+            elif isinstance(use.target, str) and use.target != ours and not lexists(use.target):
+                found.append(_lost(settings, values, use))
+            else:
+                found.append(Finding(True, f"{_describe(service, queue)}: {parameter} names "
+                                     f"mxguard's socket, {_shown(use)}"))  # fmt: skip
+                if use.target not in targets:
+                    targets.append(use.target)
+    return found, targets
+
+
+def _shown(use: Use) -> str:
+    """The entry, and the file it leads to when that is not what it says."""
+    opened = postfix_name(use.target)
+    return use.entry if opened == use.entry else f"{use.entry} = {opened.partition(':')[2]}"
+
+
+def check_socket(path: str, values: dict[str, str]) -> list[Finding]:
+    """Is there a socket, and can the Postfix user reach it (group membership and mode)?"""
     owner = values.get("mail_owner") or "postfix"
     try:
         user = pwd.getpwnam(owner)
@@ -141,6 +271,8 @@ def check_socket(settings: config.Settings, values: dict[str, str]) -> list[Find
     except OSError as error:
         return [Finding(False, f"socket {path}: {error.strerror} (is mxguard running?)",
                         "systemctl start mxguard")]  # fmt: skip
+    if not stat.S_ISSOCK(info.st_mode):
+        return [Finding(False, f"{path} is not a socket", "check [milter] socket")]
 
     def allowed(mode: int, uid: int, gid: int, user_bits: int, group_bits: int, other: int) -> bool:
         if user.pw_uid == uid:
@@ -161,6 +293,41 @@ def check_socket(settings: config.Settings, values: dict[str, str]) -> list[Find
         group = grp.getgrgid(info.st_gid).gr_name
         return [Finding(False, "; ".join(problems), f"adduser {owner} {group}; postfix reload")]
     return [Finding(True, f"{owner} can reach {path}")]
+
+
+def check_answer(target: Address, probe: Probe = negotiate, aside: str = "") -> Finding:
+    """Does mxguard complete a milter option negotiation there?"""
+    answer = probe(target)
+    if answer.ok:
+        return Finding(True, f"mxguard answered a milter negotiation on {postfix_name(target)} "
+                       f"(protocol version {answer.version}){aside}")  # fmt: skip
+    if answer.nobody:
+        fix = "systemctl start mxguard (journalctl -u mxguard tells why it stopped)"
+    elif answer.reason == DENIED:
+        fix = "run mxguard doctor as root (or as a member of the socket's group)"
+    else:
+        fix = "is it mxguard? [milter] socket and the Postfix entry must name one socket"
+    return Finding(
+        False, f"no milter negotiation on {postfix_name(target)}: {answer.reason}{aside}", fix
+    )
+
+
+def check_target(target: Address, values: dict[str, str], probe: Probe) -> list[Finding]:
+    """The socket file as Postfix's user meets it (when it is a file), then the negotiation."""
+    if not isinstance(target, str):
+        return [check_answer(target, probe)]
+    found = check_socket(target, values)
+    if not _is_socket(target):
+        return found  # missing, or not a socket: nothing to negotiate with
+    return [*found, check_answer(target, probe)]
+
+
+def _is_socket(path: str) -> bool:
+    """Whether ``path`` exists and is a socket."""
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def check_protocol(values: dict[str, str]) -> list[Finding]:
@@ -223,14 +390,43 @@ def check_timeouts(settings: config.Settings, values: dict[str, str]) -> list[Fi
     return found
 
 
-def diagnose(settings: config.Settings, values: dict[str, str]) -> list[Finding]:
-    """Every finding, in the order the report lists them."""
-    return [
-        *check_milters(settings, values),
-        *check_socket(settings, values),
-        *check_protocol(values),
-        *check_timeouts(settings, values),
-    ]
+def _own_target(settings: config.Settings) -> Address:
+    """mxguard's socket as it opens it: the file, or (host, port)."""
+    spec = settings.milter.socket
+    return unix_path(spec) or milter_address(spec) or spec
+
+
+def check_wiring(
+    settings: config.Settings, values: dict[str, str], services: list[Service], probe: Probe
+) -> list[Finding]:
+    """The services' milter lists, then every socket they open; when none opens ours,
+    mxguard's own socket, so that the report still says whether mxguard answers."""
+    found, targets = check_milters(settings, values, services)
+    for target in targets:
+        found += check_target(target, values, probe)
+    if not targets:
+        found.append(check_answer(_own_target(settings), probe, "; no Postfix service opens it"))
+    return found
+
+
+def diagnose(
+    settings: config.Settings,
+    values: dict[str, str],
+    services: list[Service] | None = None,
+    probe: Probe = negotiate,
+) -> list[Finding]:
+    """Every finding, in the order the report lists them; master.cf's services are read with
+    postconf (from values' config_directory) unless given."""
+    try:
+        if services is None:
+            services = master_services(values.get("config_directory") or None, values)
+        wiring = check_wiring(settings, values, services, probe)
+    except PostconfError as error:
+        wiring = [
+            Finding(False, f"cannot read master.cf: {error}", "is master.cf readable?"),
+            check_answer(_own_target(settings), probe),
+        ]
+    return [*wiring, *check_protocol(values), *check_timeouts(settings, values)]
 
 
 def report(findings: list[Finding]) -> int:

@@ -151,6 +151,18 @@ def _format_nameserver(value: tuple[str, int]) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _parse_path(text: str) -> str:
+    """A file path as written (empty: none); the NUL byte no file name can hold is refused."""
+    path = text.strip()
+    if "\x00" in path:
+        raise ValueParseError(text)
+    return path
+
+
+def _parse_paths(text: str) -> tuple[str, ...]:
+    return tuple(_parse_path(item) for item in split_list(text))
+
+
 def _parse_socket(text: str) -> str:
     """Accept libmilter's socket forms: unix:/path, local:/path, inet:port@host, inet6:port@host."""
     text = text.strip()
@@ -200,6 +212,10 @@ NAMESERVERS = ValueType(
     lambda text: tuple(_parse_nameserver(item) for item in split_list(text)),
     joined(_format_nameserver),
 )
+# Data files that a check reads at start and again on reload: after the privilege drop, so
+# startup checks that the milter user can read them (see selftest.unreadable_files).
+PATH = ValueType("path", "a file path (empty: none)", _parse_path)
+PATHS = ValueType("path list", "a comma-separated list of file paths", _parse_paths, joined(str))
 SOCKET = ValueType(
     "socket", "unix:/path/to/socket, or inet:PORT@HOST (without @HOST: loopback)", _parse_socket
 )
@@ -228,11 +244,12 @@ INHERITED_MODE = ValueType(
 )
 
 
-def option(default: str, doc: str, kind: ValueType) -> Any:
-    """Declare a settings field: its INI default text, its one-line doc and its value type."""
+def option(default: str, doc: str, kind: ValueType, *, restart: bool = False) -> Any:
+    """Declare a settings field: its INI default text, its one-line doc and its value type;
+    ``restart`` for one that a reload cannot change (the socket, the user)."""
     return dataclasses.field(
         default=kind.parse(default),
-        metadata={"default_text": default, "doc": doc, "kind": kind},
+        metadata={"default_text": default, "doc": doc, "kind": kind, "restart": restart},
     )
 
 
@@ -244,12 +261,24 @@ class OptionSpec:
     default_text: str
     doc: str
     kind: ValueType
+    restart: bool = False
+
+    @property
+    def described(self) -> str:
+        """The doc as the generated references print it."""
+        return self.doc + ("; takes effect at restart, not on reload" if self.restart else "")
 
 
 def specs(settings_class: type) -> list[OptionSpec]:
     """The options a settings class declares, in declaration order."""
     return [
-        OptionSpec(f.name, f.metadata["default_text"], f.metadata["doc"], f.metadata["kind"])
+        OptionSpec(
+            f.name,
+            f.metadata["default_text"],
+            f.metadata["doc"],
+            f.metadata["kind"],
+            f.metadata.get("restart", False),
+        )
         for f in dataclasses.fields(settings_class)
         if "kind" in f.metadata
     ]

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .check import Check, Services
+from .errors import ConfigError
 from .facts import Connection, Facts, Stage
 from .options import CheckSettings
 from .verdict import Action, Verdict, internal_error
@@ -38,6 +39,19 @@ class StageResult:
     verdicts: tuple[Verdict, ...]
 
 
+def _prepared(check: Check, settings: CheckSettings, source: str) -> Any:
+    """What ``check``'s stage functions receive; a prepare that raises (a bug, or a value the
+    schema let through) stops startup or refuses the reload like a bad value, naming the
+    check's section, instead of a traceback (``source``: the INI file, for the message)."""
+    if check.prepare is None:
+        return settings
+    try:
+        return check.prepare(settings)
+    except Exception as error:
+        where = f"{source}: " if source else ""
+        raise ConfigError(f"{where}[{check.name}]: cannot be set up: {error}") from error
+
+
 @dataclass(frozen=True, slots=True)
 class _Entry:
     check: Check
@@ -48,9 +62,9 @@ class _Entry:
 class Pipeline:
     """The configured checks, ready to run stage by stage."""
 
-    def __init__(self, checks: Sequence[tuple[Check, CheckSettings]]) -> None:
+    def __init__(self, checks: Sequence[tuple[Check, CheckSettings]], source: str = "") -> None:
         entries = [
-            _Entry(check, settings, check.prepare(settings) if check.prepare else settings)
+            _Entry(check, settings, _prepared(check, settings, source))
             for check, settings in checks
         ]
         self._deciding = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -12,9 +13,12 @@ from .check import Services
 from .config import Settings
 from .dns import ConnectionLookups, Resolver
 from .facts import IPAddress
+from .inflight import InFlight
 from .notices import Notices
 from .pipeline import Pipeline
 from .store import open_store
+
+log = logging.getLogger("mxguard")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,39 +49,112 @@ class Runtime:
             ip in network for network in self.settings.milter.trusted_networks
         )
 
+    def resources(self) -> tuple[Any, ...]:
+        """What must be closed once no connection uses this generation any more."""
+        return (self.resolver, self.store)
 
-def build_runtime(settings: Settings, resolver: Resolver | None = None) -> Runtime:
-    """A runtime for ``settings``; reuses ``resolver`` (and its warm cache) when given."""
-    if resolver is None:
+
+def build_runtime(settings: Settings, previous: Runtime | None = None) -> Runtime:
+    """A runtime for ``settings``; keeps ``previous``'s resolver (and its warm cache) when the
+    [dns] settings are the same, and its store when [state] is."""
+    if previous is not None and previous.settings.dns == settings.dns:
+        resolver = previous.resolver
+    else:
         resolver = Resolver(
             nameservers=settings.dns.nameservers,
             timeout=settings.dns.timeout,
             cache_size=settings.dns.cache_size,
         )
+    same_state = previous is not None and previous.settings.state == settings.state
     return Runtime(
         settings=settings,
-        pipeline=Pipeline(settings.ordered_checks()),
+        pipeline=Pipeline(settings.ordered_checks(), source=settings.path),
         resolver=resolver,
         notices=Notices(time.time),
-        store=open_store(settings.state.url),
+        store=previous.store if same_state else open_store(settings.state.url),
     )
 
 
 class RuntimeHolder:
-    """The current runtime. A connection takes it once at its start, so a reload never changes
-    the rules in the middle of a conversation."""
+    """The current runtime, and the older ones that open connections still use.
+
+    A connection takes its runtime once, at its start, so a reload never changes the rules in
+    the middle of a conversation; the resolver and store of a replaced runtime are closed
+    only when the last connection that uses them has ended."""
 
     def __init__(self, runtime: Runtime) -> None:
         self._lock = threading.Lock()
         self._current = runtime
+        self._users: dict[int, tuple[Runtime, int]] = {id(runtime): (runtime, 0)}
+        self.in_flight = InFlight()
 
     @property
     def current(self) -> Runtime:
         """The runtime new connections use."""
         return self._current
 
+    def acquire(self) -> Runtime:
+        """The current runtime, counted as used by one more connection until :meth:`release`."""
+        with self._lock:
+            runtime = self._current
+            _, users = self._users[id(runtime)]
+            self._users[id(runtime)] = (runtime, users + 1)
+        return runtime
+
+    def release(self, runtime: Runtime) -> None:
+        """One connection that used ``runtime`` has ended."""
+        with self._lock:
+            entry = self._users.get(id(runtime))
+            if entry is None or entry[0] is not runtime:
+                return  # not acquired here (a test's own instance)
+            self._users[id(runtime)] = (runtime, max(0, entry[1] - 1))
+            unused = self._collect()
+        _close(unused)
+
     def replace(self, runtime: Runtime) -> Runtime:
         """Make ``runtime`` current and return the previous one."""
         with self._lock:
             previous, self._current = self._current, runtime
+            self._users.setdefault(id(runtime), (runtime, 0))
+            unused = self._collect()
+        _close(unused)
         return previous
+
+    def close(self) -> None:
+        """At exit: close every resource, whoever still uses it."""
+        with self._lock:
+            runtimes = [runtime for runtime, _ in self._users.values()]
+            self._users.clear()
+        _close([resource for runtime in runtimes for resource in runtime.resources()])
+
+    def generations(self) -> int:
+        """How many runtimes are alive: the current one and those connections still use."""
+        with self._lock:
+            return len(self._users)
+
+    def _collect(self) -> list[Any]:
+        """Forget the runtimes nobody uses; return their resources that no live runtime
+        shares (the lock is held)."""
+        retired = [
+            key
+            for key, (runtime, users) in self._users.items()
+            if users == 0 and runtime is not self._current
+        ]
+        dead = [self._users.pop(key)[0] for key in retired]
+        alive = [
+            id(resource) for runtime, _ in self._users.values() for resource in runtime.resources()
+        ]
+        unused: dict[int, Any] = {}
+        for runtime in dead:
+            for resource in runtime.resources():
+                if resource is not None and id(resource) not in alive:
+                    unused[id(resource)] = resource
+        return list(unused.values())
+
+
+def _close(resources: list[Any]) -> None:
+    for resource in resources:
+        try:
+            resource.close()
+        except Exception:
+            log.exception("closing %s failed", type(resource).__name__)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import grp
 import logging
 import os
@@ -10,20 +11,26 @@ import pwd
 import signal
 import socket
 import threading
+from typing import Any
 
 import Milter
 
 import milter
 
-from . import config, metrics, sockets
+from . import config, logsetup, metrics, postfixview, preload, selftest, sockets
 from .adapter import MxguardMilter
 from .errors import ConfigError
+from .options import specs
+from .pipeline import Pipeline
 from .runtime import RuntimeHolder, build_runtime
+from .sockets import unix_path
 from .statedir import give_to, with_usable_state
 
 log = logging.getLogger("mxguard")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+MILTER_CONT = 0  # what libmilter's mi_stop() returns while it serves
+STOP_POLL = 0.2  # seconds between looks for a stop request
 
 # Header edits, the envelope edits of BATV (sender rewriting, tagged recipients), and the
 # quarantine that [dmarc] quarantine_action = quarantine asks for.
@@ -159,38 +166,111 @@ def notify(state: str) -> None:
 
 
 def _reload_loop(path: str, holder: RuntimeHolder) -> None:
-    """Wait for SIGUSR1 and swap in the new configuration; keep the old one if it is invalid."""
+    """Wait for SIGUSR1 and swap in the new configuration; keep the old one if it is invalid.
+    Nothing a reload meets may end this thread: every later SIGUSR1 would be ignored."""
     while True:
         signal.sigwait({signal.SIGUSR1})
         notify("RELOADING=1")
         try:
-            settings = with_usable_state(config.load(path))
-        except ConfigError as error:
+            status = reload(path, holder)
+        except Exception:
             metrics.RELOADS.labels("refused").inc()
-            log.error("reload refused, keeping the running configuration:\n%s", error)
-            notify("READY=1\nSTATUS=reload refused: the configuration is invalid")
-            continue
-        current = holder.current
-        resolver = current.resolver if settings.dns == current.settings.dns else None
-        holder.replace(build_runtime(settings, resolver))
-        if resolver is None:
-            current.resolver.close()
-        metrics.RELOADS.labels("ok").inc()
-        log.info("configuration reloaded from %s", path)
-        notify("READY=1\nSTATUS=configuration reloaded")
+            log.exception("reload failed, keeping the running configuration")
+            status = "reload failed: see the log"
+        notify(f"READY=1\nSTATUS={status}")
+
+
+def reload(path: str, holder: RuntimeHolder) -> str:
+    """Read ``path`` again and make it current (connections keep the generation they started
+    with); refuse it, one log line per problem, when it is invalid. Returns systemd's STATUS."""
+    running = holder.current
+    try:
+        settings = keep_restart_options(with_usable_state(config.load(path)), running.settings)
+        runtime = build_runtime(settings, running)
+        report = selftest.check(settings, runtime.pipeline)
+        if report.problems:
+            raise ConfigError("\n".join(report.problems))
+    except ConfigError as error:
+        metrics.RELOADS.labels("refused").inc()
+        for problem in str(error).splitlines():
+            log.error("reload refused, keeping the running configuration: %s", problem)
+        return "reload refused: the configuration is invalid"
+    logsetup.configure(settings.log.level, settings.log.target, settings.log.facility)
+    holder.replace(runtime)
+    metrics.RELOADS.labels("ok").inc()
+    log.info("configuration reloaded from %s", path)
+    return "configuration reloaded"
+
+
+def keep_restart_options(new: config.Settings, running: config.Settings) -> config.Settings:
+    """``new`` with the running value of every option that only a restart can change (the
+    socket is open, privileges are dropped), each change logged as needing a restart."""
+    replaced: dict[str, Any] = {}
+    for section, (cls, _doc) in config.sections().items():
+        if section in new.checks:
+            continue  # no check option needs a restart
+        fresh, current = getattr(new, section), getattr(running, section)
+        kept = {}
+        for spec in specs(cls):
+            if spec.restart and getattr(fresh, spec.name) != getattr(current, spec.name):
+                log.warning(
+                    "[%s] %s changed to %s: needs a restart; keeping %s",
+                    section,
+                    spec.name,
+                    spec.kind.format(getattr(fresh, spec.name)) or "(empty)",
+                    spec.kind.format(getattr(current, spec.name)) or "(empty)",
+                )
+                kept[spec.name] = getattr(current, spec.name)
+        if kept:
+            replaced[section] = dataclasses.replace(fresh, **kept)
+    return dataclasses.replace(new, **replaced) if replaced else new
+
+
+def _wake_on_stop(spec: str, served: threading.Event) -> None:
+    """libmilter's listener looks for a stop request only between connections, or every 5
+    seconds (MI_CHK_TIME) when idle: once its signal thread has taken SIGTERM, connect once,
+    so that it closes the socket at once instead."""
+    try:
+        stopping = ctypes.CDLL(milter.__file__).mi_stop
+    except (OSError, AttributeError):
+        log.debug("libmilter has no mi_stop: a stop may take up to 5 seconds")
+        return
+    while not served.wait(STOP_POLL):
+        if stopping() != MILTER_CONT:
+            sockets.knock(spec)
+            return
+
+
+def _drain(holder: RuntimeHolder, timeout: float) -> None:
+    """Let the transactions in flight finish, for up to ``timeout`` seconds."""
+    running = holder.in_flight.count
+    if running:
+        log.info("stopping: waiting up to %gs for %d transaction(s) in flight", timeout, running)
+    left = holder.in_flight.drain(timeout)
+    if left:
+        log.warning("stopping with %d transaction(s) unfinished after %gs", left, timeout)
+
+
+def _postfix_line(spec: str) -> str:
+    """What main.cf must say for this socket, as Postfix (chrooted or not) reaches it."""
+    queue = postfixview.queue_directory()
+    value = postfixview.smtpd_milters_value(spec, queue)
+    if unix_path(spec) is not None and not value.startswith("unix:/"):
+        return f"for Postfix: smtpd_milters = {value}"
+    return (
+        f"for Postfix: smtpd_milters = {value} (an unchrooted smtpd only: Debian's chrooted "
+        f"smtpd reaches a socket under {queue} only; see README, Setting up Postfix)"
+    )
 
 
 def serve(settings: config.Settings) -> int:
-    """Run the milter until libmilter stops (SIGTERM/SIGINT)."""
-    runtime = build_runtime(settings)
-    holder = RuntimeHolder(runtime)
+    """Run the milter until libmilter stops (SIGTERM/SIGINT), then let the transactions in
+    flight finish (bounded by [milter] stop_timeout)."""
+    holder = RuntimeHolder(build_runtime(settings))
     # Block these before any thread starts: SIGUSR1 is for the reload thread's sigwait, and
     # SIGTERM/SIGINT/SIGHUP for libmilter's own signal thread, which stops the milter cleanly.
     # Unblocked in any other thread, they would kill the process with their default action.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | {signal.SIGUSR1})
-    threading.Thread(
-        target=_reload_loop, args=(settings.path, holder), name="mxguard-reload", daemon=True
-    ).start()
     _register_callbacks(holder)
     _raise_packet_limit()
     spec = sockets.usable_spec(settings.milter.socket)
@@ -210,11 +290,41 @@ def serve(settings: config.Settings) -> int:
     sockets.finish(spec, owner, created)
     give_to(settings.state.url, owner)
     _disable_nagle(spec)
+    # Everything that could be imported or read after the drop is loaded now, and the
+    # self-test's first run, still privileged, takes every path a transaction takes.
+    preload.preload()
+    failure = selftest.run_transactions(settings, holder.current.pipeline)
+    if failure:
+        log.error("self-test failed before the privilege drop: %s", failure)
+        sockets.remove(spec)
+        return 2
     drop_privileges(settings.milter.user, owner)
+    report = selftest.check(settings, Pipeline(settings.ordered_checks()), holder.current.store)
+    for warning in report.warnings:
+        log.warning("%s", warning)
+    if report.problems:
+        for problem in report.problems:
+            log.error("%s", problem)
+        log.error("not starting: mail would fail as user %s (see above)", settings.milter.user)
+        sockets.remove(spec)
+        return 2
+    threading.Thread(
+        target=_reload_loop, args=(settings.path, holder), name="mxguard-reload", daemon=True
+    ).start()
     log.info("listening on %s", spec)
+    log.info("%s", _postfix_line(spec))
     metrics.start(settings.metrics.port)
+    served = threading.Event()
+    threading.Thread(
+        target=_wake_on_stop, args=(spec, served), name="mxguard-stop", daemon=True
+    ).start()
     notify(f"READY=1\nSTATUS=listening on {spec}")
-    milter.main()
+    try:
+        milter.main()
+    finally:
+        served.set()
     notify("STOPPING=1")
+    _drain(holder, settings.milter.stop_timeout)
+    holder.close()
     log.info("stopped")
     return 0

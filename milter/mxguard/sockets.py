@@ -103,3 +103,30 @@ def finish(spec: str, owner: tuple[int, int] | None, created_directory: bool) ->
         os.chown(path, *owner)
         if created_directory:
             os.chown(Path(path).parent, *owner)
+
+
+def knock(spec: str) -> None:
+    """Connect to our own listening socket and hang up (wakes libmilter's listener)."""
+    path = unix_path(spec)
+    try:
+        if path is not None:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                client.settimeout(1.0)
+                client.connect(path)
+            return
+        port, _, host = spec.partition(":")[2].partition("@")
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
+            pass
+    except (OSError, ValueError) as error:
+        log.debug("could not knock on %s: %s", spec, error)
+
+
+def remove(spec: str) -> None:
+    """Remove our unix socket file when startup is abandoned after it was opened."""
+    path = unix_path(spec)
+    if path is None:
+        return
+    try:
+        os.unlink(path)
+    except OSError as error:
+        log.debug("could not remove %s: %s", path, error)

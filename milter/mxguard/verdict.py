@@ -37,6 +37,7 @@ class Replies:
     TEMPORARY_DNS = Reply("451", "4.4.3")
     LOCKED_OUT = Reply("450", "4.7.1")
     INTERNAL_ERROR = Reply("451", "4.3.0")
+    STOPPING = Reply("451", "4.3.2")  # a new transaction while mxguard drains for a stop
     BAD_SENDER_DOMAIN = Reply("550", "5.1.8")
     BAD_SENDER_SYNTAX = Reply("501", "5.1.7")
     LOOP = Reply("554", "5.4.6")

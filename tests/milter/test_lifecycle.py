@@ -85,6 +85,9 @@ def test_unix_socket_privilege_drop_and_no_takeover(tmp_path: Path) -> None:
     a second mxguard on the same socket stops instead of stealing it."""
     if os.geteuid() != 0:
         pytest.fail("this test needs root (make test runs as root in CI)")
+    # pytest's own directories are mode 0700: nobody could not reach its state there (and the
+    # self-test would rightly stop mxguard), so this test works under a 0755 directory.
+    tmp_path = Path(tempfile.mkdtemp(prefix="mxguard-drop-", dir="/tmp"))
     tmp_path.chmod(0o755)
     socket_path = tmp_path / "run" / "mxguard.sock"
     state = tmp_path / "state"
@@ -103,13 +106,16 @@ def test_unix_socket_privilege_drop_and_no_takeover(tmp_path: Path) -> None:
         uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
         assert uid_line.split()[1:] == [str(nobody.pw_uid)] * 4
         assert state.stat().st_uid == nobody.pw_uid  # the state directory it made is its own
-        # The socket answers (the first one's), so start() returns; the second must then exit.
-        second = MxguardProcess(config, work_dir=tmp_path / "second").start()
+        # The socket answers (the first one's), but the second never serves: it exits.
+        second = MxguardProcess(config, work_dir=tmp_path / "second")
+        with pytest.raises(MilterStartError):
+            second.start()
         assert second.proc is not None and second.proc.wait(timeout=20) == 2
         assert "is in use by a running process" in second.log_text()
         assert first.alive() and socket_path.exists()
     finally:
         first.stop()
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_systemd_is_told_ready_once_the_socket_is_open(tmp_path: Path) -> None:

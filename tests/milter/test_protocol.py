@@ -77,11 +77,12 @@ def test_relay_trick_refused_and_later_recipient_accepted(mxguard: MxguardProces
     assert client.end_of_message()[-1][0] == C.SMFIR_CONTINUE
     client.quit()
     log = mxguard.log_text()
-    # Postfix style: the queue id (NOQUEUE before Postfix assigns one) first.
+    # Postfix style: the queue id (NOQUEUE before Postfix assigns one) first; the reason is
+    # the reply as the client reads it (the MTA turns libmilter's %% back into %).
     assert (
         "NOQUEUE: stage=rcpt check=relay action=reject client=client.example[203.0.113.9] "
         "from=<sender@elsewhere.example> to=<alice%evil.example@example.test> "
-        'reason="percent hack not allowed' in log
+        'reason="relay: percent hack not allowed: <alice%evil.example@example.test>"' in log
     )
 
 

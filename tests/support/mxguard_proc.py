@@ -113,8 +113,11 @@ class MxguardProcess:
         command: Sequence[str] | None = None,
         env: Mapping[str, str] | None = None,
         start_timeout: float = 20.0,
+        ready_line: str | None = None,
     ) -> None:
-        """Describe the process; config must contain [milter] socket."""
+        """Describe the process; config must contain [milter] socket. ``ready_line``: the log
+        text that says it serves (mxguard's "listening on", logged after its self-test; the
+        socket accepts connections before that); None for the default command means that."""
         self.config: dict[str, dict[str, object]] = {
             section: dict(options) for section, options in config.items()
         }
@@ -136,6 +139,7 @@ class MxguardProcess:
         self.ini_path = self.work_dir / "mxguard.ini"
         self.log_path = self.work_dir / "mxguard.log"
         self.command: tuple[str, ...] = tuple(command or MXGUARD_COMMAND)
+        self.ready_line = ready_line if command else (ready_line or "listening on ")
         self.env = dict(env) if env is not None else None
         self.start_timeout = start_timeout
         self.proc: subprocess.Popen[bytes] | None = None
@@ -197,6 +201,7 @@ class MxguardProcess:
         kind, where = parse_milter_socket(self.socket)
         deadline = time.monotonic() + self.start_timeout
         last_error = "no attempt"
+        since = self.log_size()
         while time.monotonic() < deadline:
             code = self.proc.poll()
             if code is not None:
@@ -205,6 +210,8 @@ class MxguardProcess:
                     f"--- milter log ---\n{self.log_text()}"
                 )
             try:
+                if self.ready_line and self.ready_line not in self.log_text(since):
+                    raise OSError(f"no {self.ready_line!r} in the log yet")
                 _probe(kind, where)
                 return
             except OSError as exc:

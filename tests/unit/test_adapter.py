@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import socket
+from collections.abc import Iterable, Iterator
 
 import Milter
 import pytest
 
-from mxguard import config
+from mxguard import config, metrics
 from mxguard.adapter import MxguardMilter
 from mxguard.check import Check
+from mxguard.dns import DnsResult, Query, Unknown
 from mxguard.facts import Stage
 from mxguard.options import CheckSettings, Mode
 from mxguard.pipeline import Pipeline
@@ -174,3 +177,138 @@ def test_quarantine_verdict_holds_the_message_unless_monitored() -> None:
     milter, ctx = milter_with([(quarantining(), monitored)])
     assert converse(milter)[-1] == Milter.CONTINUE
     assert not [edit for edit in ctx.edits if edit[0] == "quarantine"]
+
+
+# -- the decision log ---------------------------------------------------------------------------
+
+
+class DecisionLines(logging.Handler):
+    """The lines the adapter logs to mxguard.decision, with their levels."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[tuple[int, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append((record.levelno, record.getMessage()))
+
+    def info(self) -> list[str]:
+        """The lines an admin sees at the default level."""
+        return [line for level, line in self.records if level >= logging.INFO]
+
+    def debug(self) -> list[str]:
+        """The lines seen only with [log] level = debug."""
+        return [line for level, line in self.records if level < logging.INFO]
+
+
+@pytest.fixture
+def decisions() -> Iterator[DecisionLines]:
+    """Collect the decision lines directly (logsetup may have cut mxguard off from the root)."""
+    logger = logging.getLogger("mxguard.decision")
+    handler, level = DecisionLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def tagging(*stages: Stage) -> Check:
+    """A check that tags at each of ``stages``, so every stage logs a line."""
+
+    def seen(facts, settings, services):
+        return tag("tagger", "seen", f"seen at {facts.stage}")
+
+    return Check(
+        name="tagger", summary="", settings=CheckSettings, stages=dict.fromkeys(stages, seen)
+    )
+
+
+def real_checks(*names: str) -> list:
+    """The shipped checks (all, or those named) with their default settings."""
+    settings = config.load(
+        "t.ini", text="[milter]\nlocal_domains = example.test\nhostnames = mx.example.test\n"
+    )
+    return [(c, s) for c, s in settings.ordered_checks() if not names or c.name in names]
+
+
+@pytest.mark.parametrize(
+    ("hostname", "shown"),
+    [
+        pytest.param("[203.0.113.9]", "unknown[203.0.113.9]", id="no-name-postfix-brackets"),
+        pytest.param("", "unknown[203.0.113.9]", id="no-name-at-all"),
+        pytest.param("mail.example.net", "mail.example.net[203.0.113.9]", id="named"),
+    ],
+)
+def test_client_is_logged_as_postfix_logs_it(
+    hostname: str, shown: str, decisions: DecisionLines
+) -> None:
+    milter, _ = milter_with([(tagging(Stage.CONNECT), CheckSettings(mode=Mode.ENFORCE))])
+    milter.connect(hostname, socket.AF_INET, ("203.0.113.9", 4000))
+    assert f" client={shown} " in decisions.info()[0]
+
+
+def test_from_and_to_only_once_there_is_a_sender_and_a_recipient(
+    decisions: DecisionLines,
+) -> None:
+    stages = (Stage.CONNECT, Stage.MAIL, Stage.RCPT, Stage.EOM)
+    milter, _ = milter_with([(tagging(*stages), CheckSettings(mode=Mode.ENFORCE))])
+    converse(milter)
+    connect, mail, rcpt, eom, accept = decisions.info()
+    assert " from=" not in connect and " to=" not in connect
+    assert "client=client.example[203.0.113.9] reason=" in connect
+    assert " from=<a@sender.example> reason=" in mail
+    assert " from=<a@sender.example> to=<alice@example.test> reason=" in rcpt
+    assert " to=<alice@example.test> reason=" in eom and " to=<alice@example.test> " in accept
+
+
+def test_reason_is_the_reply_text_as_the_client_reads_it(decisions: DecisionLines) -> None:
+    milter, ctx = milter_with(real_checks("relay"))
+    milter.connect("[203.0.113.9]", socket.AF_INET, ("203.0.113.9", 4000))
+    milter.hello("client.example")
+    milter.envfrom("<a@sender.example>")
+    assert milter.envrcpt('<"user@other.example"@example.test>') == Milter.REJECT
+    assert milter.envrcpt("<50%off@example.test>") == Milter.REJECT
+    # The MTA turns libmilter's %% back into %, so the client reads one.
+    sent = [text.replace("%%", "%") for _code, _dsn, text in ctx.replies]
+    logged = [line.split(' reason="', 1)[1].removesuffix('"') for line in decisions.info()]
+    assert logged == sent
+    assert logged[0] == (
+        'relay: quoted local part hiding a route not allowed: <"user@other.example"@example.test>'
+    )
+    assert logged[1] == "relay: percent hack not allowed: <50%off@example.test>"
+
+
+class OutageDns:
+    """Every question times out, as when the resolver is down."""
+
+    def lookup(self, name: str, rdtype: str) -> DnsResult:
+        return Unknown("timeout")
+
+    def lookup_all(self, queries: Iterable[Query]) -> dict[Query, DnsResult]:
+        return {query: Unknown("timeout") for query in queries}
+
+
+def counted(stage: str, check: str, action: str) -> float:
+    """How many verdicts the metrics have counted for (stage, check, action)."""
+    labels = {"stage": stage, "check": check, "action": action}
+    return metrics.REGISTRY.get_sample_value("mxguard_verdicts_total", labels) or 0.0
+
+
+def test_a_dns_outage_gives_one_line_for_one_refusal(decisions: DecisionLines) -> None:
+    """SPF, the sender domain and the reverse DNS all fail at MAIL: one 451, one line."""
+    milter, ctx = milter_with(real_checks())
+    milter.services = dataclasses.replace(milter.services, dns=OutageDns())
+    before = [counted("mail", *key) for key in (("spf", "tempfail"), ("sender", "tempfail"))]
+    milter.connect("[203.0.113.9]", socket.AF_INET, ("203.0.113.9", 4000))
+    milter.hello("client.example")
+    assert milter.envfrom("<a@sender.example>") == Milter.TEMPFAIL
+    (reply,) = ctx.replies
+    (line,) = decisions.info()
+    assert "stage=mail check=spf action=tempfail client=unknown[203.0.113.9]" in line
+    assert line.endswith(f' reason="{reply[2]}"')
+    # What else failed is there at debug level, and every verdict is still counted.
+    assert any("check=sender action=tempfail" in debug for debug in decisions.debug())
+    assert any("check=rdns action=tag" in debug for debug in decisions.debug())
+    after = [counted("mail", *key) for key in (("spf", "tempfail"), ("sender", "tempfail"))]
+    assert after == [count + 1 for count in before]

@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mxguard import cli, statedir
+import pytest
+
+from mxguard import cli, logsetup, statedir
 
 ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "contrib" / "mxguard.ini"
 
 
 def test_check_config_prints_effective_settings(tmp_path: Path, capsys) -> None:
@@ -130,3 +133,90 @@ def test_settings_get_the_usable_state_url_at_start_and_reload(tmp_path: Path, m
     usable = statedir.with_usable_state(settings)
     assert usable.state.url == f"sqlite:///{tmp_path}/xdg/mxguard/state.db"
     assert usable.milter == settings.milter
+
+
+def test_check_config_changed_prints_only_what_differs_from_the_defaults(
+    tmp_path: Path, capsys
+) -> None:
+    ini = tmp_path / "site.ini"
+    ini.write_text(
+        "[milter]\nlocal_domains = example.org\nhostnames = mx.example.org\n"
+        "authserv_id = mx.example.org\n"  # what the default gives: not a change
+        "[dns]\ntimeout = 90s\ncache_size = 10000\n"  # cache_size as the default
+        "[relay]\nmode = monitor\n[spf]\nmode = enforce\n"  # enforce is [milter] mode
+    )
+    assert cli.main(["check-config", "-n", "-c", str(ini)]) == 0
+    sections, _, summary = capsys.readouterr().out.rpartition("\n;")
+    assert sections == (
+        "[milter]\nhostnames = mx.example.org\nlocal_domains = example.org\n\n"
+        "[dns]\ntimeout = 90s\n\n"
+        "[relay]\nmode = monitor\n"
+    )
+    assert summary.startswith(f" {ini}: valid; ") and "in monitor mode: relay" in summary
+
+
+def test_check_config_ends_with_warnings_and_a_summary(tmp_path: Path, capsys) -> None:
+    ini = tmp_path / "m.ini"
+    ini.write_text("[dnsbl]\nzones = zen.example=1\nmode = monitor\n[greylist]\nenabled = no\n")
+    assert cli.main(["check-config", "-c", str(ini)]) == 0
+    *_, local, hostnames, summary = capsys.readouterr().out.splitlines()
+    assert local.startswith("; warning: [milter] local_domains is empty")
+    assert hostnames.startswith("; warning: [milter] hostnames is empty")
+    assert summary.startswith(f"; {ini}: valid, 2 warnings above; 19 checks enabled (access, ")
+    assert "greylist" not in summary
+    assert "; idle until configured: access, rhsbl, recipients, dkim_sign;" in summary
+    assert summary.endswith("; in monitor mode: dnsbl")
+
+
+def test_check_config_quiet_prints_nothing_unless_the_file_is_broken(
+    tmp_path: Path, capsys
+) -> None:
+    ini = tmp_path / "ok.ini"
+    ini.write_text("[dns]\ntimeout = 5s\n")
+    assert cli.main(["check-config", "--quiet", "-c", str(ini)]) == 0
+    assert capsys.readouterr() == ("", "")
+    ini.write_text("[dns]\ntimout = 5s\n")
+    assert cli.main(["check-config", "-q", "-c", str(ini)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err == f"{ini}: [dns] timout: unknown option; did you mean 'timeout'?\n"
+
+
+@pytest.mark.parametrize("options", [[], ["-n"]], ids=["full", "changed"])
+def test_check_config_into_a_closed_pipe_ends_quietly(options: list[str]) -> None:
+    """``mxguard check-config | head``: no traceback once the reader has gone."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first line is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "mxguard", "check-config", *options, "-c", str(SHIPPED)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=30,
+            env={**os.environ, "PYTHONPATH": str(ROOT / "milter")},
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr == ""
+    assert done.returncode == cli.EXIT_BROKEN_PIPE == 141
+
+
+def test_start_says_which_networks_skip_the_inbound_checks(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    """A new admin's swaks from localhost is trusted: the log says so, and what to do."""
+    from mxguard import server
+
+    monkeypatch.setattr(server, "serve", lambda settings: 0)
+    ini = tmp_path / "m.ini"
+    ini.write_text(f"[milter]\nuser =\n[state]\nurl = sqlite:///{tmp_path}/state.db\n")
+    try:
+        assert cli.main(["run", "-c", str(ini)]) == 0
+    finally:
+        logsetup.configure("warning")
+    err = capsys.readouterr().err
+    assert (
+        "INFO mxguard: [milter] trusted_networks = 127.0.0.0/8, ::1/128: mail from these "
+        "clients skips the inbound checks; to try them from this host, have Postfix pass an "
+        "outside client's address with XCLIENT (README: Trying it from the MTA host)"
+    ) in err

@@ -45,22 +45,13 @@ from .. import accesslist
 from ..address import Mailbox
 from ..check import Check, Services
 from ..facts import Facts, Stage
-from ..options import CheckSettings, ValueType, option
+from ..options import PATHS, CheckSettings, option
 from ..verdict import Verdict, allow, reject
 
 NAME = "access"
 DEFAULT_TEXT = "access denied"
 
 log = logging.getLogger("mxguard.access")
-
-
-def _parse_paths(text: str) -> tuple[str, ...]:
-    return tuple(item.strip() for item in text.split(",") if item.strip())
-
-
-PATHS = ValueType(
-    "path list", "a comma-separated list of file paths", _parse_paths, lambda v: ", ".join(v)
-)
 
 
 @dataclass(frozen=True, slots=True)

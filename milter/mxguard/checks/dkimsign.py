@@ -31,7 +31,7 @@ import dkim
 from ..author import Author, author
 from ..check import Check, Services
 from ..facts import Facts, Stage
-from ..options import STRING, CheckSettings, option
+from ..options import PATH, STRING, CheckSettings, option
 from ..verdict import Verdict, passed
 
 NAME = "dkim_sign"
@@ -61,10 +61,10 @@ class DkimSignSettings(CheckSettings):
     domain: str = option("", "the domain of the single key (d=); empty: only key_table", STRING)
     selector: str = option("", "the selector of the single key (s=)", STRING)
     key: str = option(
-        "", "file of the single key: PEM RSA, or base64 ed25519 seed; mode 0640 or tighter", STRING
+        "", "file of the single key: PEM RSA, or base64 ed25519 seed; mode 0640 or tighter", PATH
     )
     key_table: str = option(
-        "", "file of 'domain selector keyfile' lines, one key per signing domain", STRING
+        "", "file of 'domain selector keyfile' lines, one key per signing domain", PATH
     )
 
 

@@ -29,6 +29,7 @@ Outcomes: rdns.pass, rdns.no-ptr, rdns.unconfirmed, rdns.dns-error, rdns.dynamic
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import re
@@ -39,7 +40,7 @@ from pathlib import Path
 from ..check import Check, DnsView, Services
 from ..dns import DnsResult, Found, NotFound, Query, Unknown
 from ..facts import Connection, Facts, IPAddress, Stage
-from ..options import STRING, CheckSettings, choice, option
+from ..options import PATH, CheckSettings, choice, option
 from ..textutil import printable
 from ..verdict import AuthResult, Replies, Verdict, by_severity, passed, tempfail
 
@@ -75,7 +76,7 @@ class RdnsSettings(CheckSettings):
         "",
         "an absolute path to a file of extra consumer-line patterns in the format of the shipped "
         "dynamic-patterns.txt, loaded besides it; empty: none",
-        STRING,
+        PATH,
     )
 
 
@@ -134,7 +135,10 @@ class Prepared:
     patterns: Patterns
 
 
-def _read_shipped() -> tuple[str, str] | None:
+@functools.cache
+def shipped_patterns() -> tuple[str, str] | None:
+    """(where, text) of the shipped patterns, read once: a reload runs after the privilege
+    drop, when the milter user may not be able to read the installation (see preload)."""
     resource = resources.files("mxguard") / "data" / SHIPPED_PATTERNS
     try:
         return str(resource), resource.read_text(encoding="utf-8")
@@ -155,7 +159,7 @@ def _read_admin(path: str) -> tuple[str, str] | None:
 
 def prepare(settings: RdnsSettings) -> Prepared:
     """Load the shipped patterns and the admin's; report bad lines and unreadable files."""
-    sources = [_read_shipped()]
+    sources = [shipped_patterns()]
     if settings.patterns_file:
         sources.append(_read_admin(settings.patterns_file))
     patterns = Patterns()

@@ -39,7 +39,7 @@ from ..address import Mailbox, parse_path
 from ..check import Check, Services
 from ..errors import ValueParseError
 from ..facts import Facts, Stage
-from ..options import STRING, CheckSettings, option, parse_domain_name
+from ..options import PATH, CheckSettings, option, parse_domain_name
 from ..textutil import printable
 from ..verdict import Replies, Verdict, reject
 
@@ -57,7 +57,7 @@ class RecipientsSettings(CheckSettings):
         "",
         "file of valid recipients, one user@domain or @domain (catch-all) per line; empty: "
         "recipients are not checked",
-        STRING,
+        PATH,
     )
 
 

@@ -39,7 +39,7 @@ from ..author import NO_FIELD, Author, author
 from ..check import Check, Services
 from ..errors import StoreError
 from ..facts import Connection, Facts, Stage
-from ..options import INT, STRING, CheckSettings, option
+from ..options import INT, PATH, CheckSettings, option
 from ..textutil import printable
 from ..verdict import Action, Replies, Verdict, reject, tempfail
 
@@ -58,7 +58,7 @@ class SubmissionSettings(CheckSettings):
         "",
         "file of 'login: address, @domain, ...' lines (login: * may send as anyone); empty: "
         "each login sends as itself only",
-        STRING,
+        PATH,
     )
     max_messages_per_hour: int = option(
         "200", "messages one login may send in an hour (0: no limit)", INT
