@@ -7,11 +7,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 CONFIG ?= contrib/mxguard.ini
 
-.PHONY: run test unit bench lint docs system-deps test-system-deps clean
+.PHONY: run test unit bench lint docs system-deps test-system-deps fresh-check clean
 
 system-deps:
 	@sh scripts/system-deps.sh runtime
 
+# The runtime and test packages in one check, so that one message names every missing one.
 test-system-deps:
 	@sh scripts/system-deps.sh test
 	@sh scripts/sendmail-unpacked.sh /var/cache/mxguard-test/sendmail
@@ -29,7 +30,7 @@ run: system-deps $(STAMP)
 	sh contrib/debian/add-user.sh
 	$(BIN)/mxguard run -c $(CONFIG)
 
-test: system-deps test-system-deps $(STAMP)
+test: test-system-deps $(STAMP)
 	$(BIN)/python -m pytest
 
 unit: system-deps $(STAMP)
@@ -46,6 +47,10 @@ lint: system-deps $(STAMP)
 
 docs: system-deps $(STAMP)
 	$(BIN)/python -m mxguard.docgen
+
+# make test in fresh minbase Debian roots (SUITE=bookworm|trixie, both by default); as root.
+fresh-check:
+	@SUITE='$(SUITE)' bash scripts/fresh-check.sh
 
 clean:
 	rm -rf $(VENV) build milter/*.egg-info .pytest_cache

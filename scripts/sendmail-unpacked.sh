@@ -7,7 +7,9 @@ dir=${1:-/var/cache/mxguard-test/sendmail}
 binary="$dir/root/usr/libexec/sendmail/sendmail"
 [ -x "$binary" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
-    echo "run as root to unpack Sendmail for the tests (apt-get download)" >&2
+    run="sh $0 $dir"
+    if command -v sudo >/dev/null 2>&1; then run="sudo $run"; else run="su -c '$run'"; fi
+    echo "the tests need Sendmail unpacked into $dir (apt-get download); as root run:  $run" >&2
     exit 1
 fi
 mkdir -p "$dir/debs" "$dir/root"

@@ -1,6 +1,8 @@
 #!/bin/sh
-# Install the Debian packages mxguard needs: `runtime` for make run, `test` adds what the tests use.
-# As root it installs what is missing with apt-get; otherwise it prints the command to run.
+# Install the Debian packages mxguard needs: `runtime` for make run, `test` for make test (the
+# runtime packages and what the tests use, checked together so that one list names them all).
+# As root it installs what is missing with apt-get, non-interactively; otherwise it prints the
+# one command to run as root and exits non-zero.
 set -eu
 want="libmilter-dev gcc"
 # The interpreter must be able to create a venv and build pymilter's C extension.
@@ -8,7 +10,11 @@ if ! python3 -c 'import ensurepip, os, sysconfig; assert os.path.exists(os.path.
     want="$want python3-venv python3-dev"
 fi
 if [ "${1:-runtime}" = test ]; then
-    want="$want postfix redis-server sasl2-bin libsasl2-modules m4 groff-base"
+    # The end-to-end servers, and m4 for Sendmail's .cf; groff-base checks the man pages;
+    # systemd gives systemd-analyze (the unit test), which runs man (man-db) for the unit's
+    # Documentation=man: pages and wants the unit's ExecReload=/bin/kill (procps) to exist.
+    # Minimal roots and container images have none of these three.
+    want="$want postfix redis-server sasl2-bin libsasl2-modules m4 groff-base systemd man-db procps"
 fi
 missing=""
 for package in $want; do
@@ -18,7 +24,11 @@ done
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
     echo "mxguard needs these Debian packages:$missing" >&2
-    echo "install them with:  sudo apt-get install -y$missing" >&2
+    if command -v sudo >/dev/null 2>&1; then
+        echo "install them as root with:  sudo apt-get install -y$missing" >&2
+    else
+        echo "install them as root with:  su -c 'apt-get install -y$missing'" >&2
+    fi
     exit 1
 fi
 echo "installing:$missing" >&2

@@ -98,7 +98,9 @@ def ip_query_name(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, zone: str) 
     if isinstance(ip, ipaddress.IPv4Address):
         prefix = ".".join(reversed(str(ip).split(".")))
     else:
-        prefix = ".".join(reversed(ip.exploded.replace(":", "")))
+        # From the bytes: Python 3.13 writes an IPv4-mapped address's exploded form with its
+        # last 32 bits in dotted decimal (::ffff:127.0.0.2), which has no nibbles.
+        prefix = ".".join(reversed(ip.packed.hex()))
     return f"{prefix}.{zone}"
 
 

@@ -8,10 +8,12 @@ import grp
 import logging
 import os
 import pwd
+import queue
 import signal
 import socket
+import sys
 import threading
-from typing import Any
+from typing import Any, NoReturn
 
 import Milter
 
@@ -29,8 +31,7 @@ from .statedir import give_to, with_usable_state
 log = logging.getLogger("mxguard")
 
 STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
-MILTER_CONT = 0  # what libmilter's mi_stop() returns while it serves
-STOP_POLL = 0.2  # seconds between looks for a stop request
+LIBMILTER_ENDED = 0  # put in place of a signal number when libmilter's loop returns
 
 # Header edits, the envelope edits of BATV (sender rewriting, tagged recipients), and the
 # quarantine that [dmarc] quarantine_action = quarantine asks for.
@@ -165,11 +166,17 @@ def notify(state: str) -> None:
         log.warning("systemd notification %r failed: %s", state, error)
 
 
-def _reload_loop(path: str, holder: RuntimeHolder) -> None:
-    """Wait for SIGUSR1 and swap in the new configuration; keep the old one if it is invalid.
-    Nothing a reload meets may end this thread: every later SIGUSR1 would be ignored."""
+def _until_stopped(requests: queue.SimpleQueue[int], path: str, holder: RuntimeHolder) -> int:
+    """Serve signals in the main thread until a stop: SIGUSR1 reloads; SIGTERM, SIGINT or
+    SIGHUP (or libmilter ending by itself) stops. Nothing a reload meets ends this loop."""
     while True:
-        signal.sigwait({signal.SIGUSR1})
+        signum = requests.get()
+        if signum in STOP_SIGNALS:
+            log.info("%s: stopping", signal.Signals(signum).name)
+            return 0
+        if signum == LIBMILTER_ENDED:
+            log.error("libmilter stopped serving")
+            return 1
         notify("RELOADING=1")
         try:
             status = reload(path, holder)
@@ -226,19 +233,13 @@ def keep_restart_options(new: config.Settings, running: config.Settings) -> conf
     return dataclasses.replace(new, **replaced) if replaced else new
 
 
-def _wake_on_stop(spec: str, served: threading.Event) -> None:
-    """libmilter's listener looks for a stop request only between connections, or every 5
-    seconds (MI_CHK_TIME) when idle: once its signal thread has taken SIGTERM, connect once,
-    so that it closes the socket at once instead."""
+def _run_libmilter(requests: queue.SimpleQueue[int]) -> None:
+    """libmilter's loop, in a thread of its own (see serve); tell the main thread if it ends."""
     try:
-        stopping = ctypes.CDLL(milter.__file__).mi_stop
-    except (OSError, AttributeError):
-        log.debug("libmilter has no mi_stop: a stop may take up to 5 seconds")
-        return
-    while not served.wait(STOP_POLL):
-        if stopping() != MILTER_CONT:
-            sockets.knock(spec)
-            return
+        milter.main()
+    except Exception:
+        log.exception("libmilter failed")
+    requests.put(LIBMILTER_ENDED)
 
 
 def _drain(holder: RuntimeHolder, timeout: float) -> None:
@@ -264,12 +265,11 @@ def _postfix_line(spec: str) -> str:
 
 
 def serve(settings: config.Settings) -> int:
-    """Run the milter until libmilter stops (SIGTERM/SIGINT), then let the transactions in
-    flight finish (bounded by [milter] stop_timeout)."""
+    """Run the milter until SIGTERM (or SIGINT, SIGHUP), then let the transactions in flight
+    finish, for up to [milter] stop_timeout, and exit; return early only when startup fails."""
     holder = RuntimeHolder(build_runtime(settings))
-    # Block these before any thread starts: SIGUSR1 is for the reload thread's sigwait, and
-    # SIGTERM/SIGINT/SIGHUP for libmilter's own signal thread, which stops the milter cleanly.
-    # Unblocked in any other thread, they would kill the process with their default action.
+    # Blocked before any thread starts, so that every thread inherits the mask: only the
+    # main thread takes these signals, once it unblocks them after libmilter has started.
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS | {signal.SIGUSR1})
     _register_callbacks(holder)
     _raise_packet_limit()
@@ -288,6 +288,7 @@ def serve(settings: config.Settings) -> int:
         log.error("cannot open the milter socket %s (in use, or no permission?)", spec)
         return 1
     sockets.finish(spec, owner, created)
+    opened = sockets.identity(spec)
     give_to(settings.state.url, owner)
     _disable_nagle(spec)
     # Everything that could be imported or read after the drop is loaded now, and the
@@ -308,23 +309,35 @@ def serve(settings: config.Settings) -> int:
         log.error("not starting: mail would fail as user %s (see above)", settings.milter.user)
         sockets.remove(spec)
         return 2
-    threading.Thread(
-        target=_reload_loop, args=(settings.path, holder), name="mxguard-reload", daemon=True
-    ).start()
     log.info("listening on %s", spec)
     log.info("%s", _postfix_line(spec))
     metrics.start(settings.metrics.port)
-    served = threading.Event()
+    # libmilter runs in a thread of its own, with these signals blocked like every other
+    # thread, and the main thread takes them: the kernel gives a process-wide signal to the
+    # main thread first when it does not block it, so libmilter's own signal thread never
+    # sees a SIGTERM. libmilter's own stop would end its worker pool at once, dropping the
+    # transactions in flight; here they finish first.
+    requests: queue.SimpleQueue[int] = queue.SimpleQueue()
     threading.Thread(
-        target=_wake_on_stop, args=(spec, served), name="mxguard-stop", daemon=True
+        target=_run_libmilter, args=(requests,), name="mxguard-libmilter", daemon=True
     ).start()
+    for signum in (*STOP_SIGNALS, signal.SIGUSR1):
+        signal.signal(signum, lambda number, _frame: requests.put(number))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS | {signal.SIGUSR1})
     notify(f"READY=1\nSTATUS=listening on {spec}")
-    try:
-        milter.main()
-    finally:
-        served.set()
+    status = _until_stopped(requests, settings.path, holder)
     notify("STOPPING=1")
+    sockets.withdraw(spec, opened)
     _drain(holder, settings.milter.stop_timeout)
     holder.close()
     log.info("stopped")
-    return 0
+    _exit(status)
+
+
+def _exit(status: int) -> NoReturn:
+    """Exit now, without the interpreter's shutdown: libmilter's threads still run, and one
+    that calls into Python while the interpreter finalizes would hang it."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -105,20 +105,32 @@ def finish(spec: str, owner: tuple[int, int] | None, created_directory: bool) ->
             os.chown(Path(path).parent, *owner)
 
 
-def knock(spec: str) -> None:
-    """Connect to our own listening socket and hang up (wakes libmilter's listener)."""
+def identity(spec: str) -> tuple[int, int] | None:
+    """(device, inode) of our bound unix socket file, to know it again at exit."""
     path = unix_path(spec)
+    if path is None:
+        return None
     try:
-        if path is not None:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
-                client.settimeout(1.0)
-                client.connect(path)
-            return
-        port, _, host = spec.partition(":")[2].partition("@")
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=1.0):
-            pass
-    except (OSError, ValueError) as error:
-        log.debug("could not knock on %s: %s", spec, error)
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def withdraw(spec: str, opened: tuple[int, int] | None) -> None:
+    """At a stop, remove our unix socket file, so the MTA's next connection fails at once (and
+    a new mxguard may bind there) while the transactions in flight finish; a file that is no
+    longer the one we bound is left alone. A TCP socket stays open: new transactions on it
+    are deferred (see InFlight)."""
+    path = unix_path(spec)
+    if path is None or opened is None:
+        return
+    try:
+        info = os.stat(path)
+        if (info.st_dev, info.st_ino) == opened:
+            os.unlink(path)
+    except OSError as error:
+        log.debug("could not remove %s: %s", path, error)
 
 
 def remove(spec: str) -> None:

@@ -34,6 +34,37 @@ def test_check_config_exits_2_naming_file_section_option(tmp_path: Path, capsys)
     )
 
 
+@pytest.mark.parametrize(
+    ("section", "option"),
+    [("recipients", "file"), ("access", "files"), ("rdns", "patterns_file"),
+     ("submission", "sender_map"), ("dkim_sign", "key_table")],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["check-config", "run"])
+def test_a_nul_byte_in_a_file_path_is_one_line_and_exit_2(
+    tmp_path: Path, section: str, option: str, command: str
+) -> None:
+    """It used to reach the check's open() as ValueError: a traceback, exit 1."""
+    ini = tmp_path / "nul.ini"
+    ini.write_text(f"[{section}]\n{option} = /etc/mxguard/a\x00b\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mxguard", command, "-c", str(ini)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "milter")},
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        f"{ini}: [{section}] {option}: expected "
+        + (
+            "a comma-separated list of file paths"
+            if option == "files"
+            else "a file path (empty: none)"
+        )
+        + ", got a NUL byte"
+    ]
+
+
 def test_run_exits_2_before_serving_on_a_bad_config(tmp_path: Path) -> None:
     ini = tmp_path / "bad.ini"
     ini.write_text("[milter]\nmode = enforcing\n")

@@ -35,6 +35,9 @@ def test_defaults_without_any_file_content() -> None:
     assert settings.dns.cache_size == 10000
     assert settings.state.url == "sqlite:////var/lib/mxguard/state.db"
     assert settings.checks["relay"].enabled is True
+    # Postfix gives up after milter_content_timeout (300s): a silent connection is dead.
+    assert settings.milter.timeout == 600.0
+    assert settings.milter.stop_timeout == 10.0
 
 
 @pytest.mark.parametrize(

@@ -207,14 +207,33 @@ def address_patterns(ip: IPAddress) -> tuple[re.Pattern[str], ...]:
         decimal = [rf"(?<!\d){text}(?!\d)" for text in (forward, backward, padded, padded_backward)]
         # Hex is bounded by decimal digits only: ISPs prefix it with any letter (p5dc0ffee).
         return tuple(re.compile(p) for p in (*decimal, rf"(?<!\d){octets.hex()}(?!\d)"))
-    hextets = ip.exploded.split(":")
+    # From the bytes, as for the nibbles of a blocklist name: Python 3.13 writes an IPv4-mapped
+    # address with a dotted tail in both exploded and compressed form.
+    hextets = [ip.packed[i : i + 2].hex() for i in range(0, 16, 2)]
     forms = (
-        _SEP.join(re.escape(part) for part in ip.compressed.split(":")),  # 2001-db8--9
+        _SEP.join(re.escape(part) for part in _compressed(hextets).split(":")),  # 2001-db8--9
         _SEP.join(h.lstrip("0") or "0" for h in hextets),  # 2001-db8-0-0-0-0-0-9
         _SEP.join(hextets),  # 2001-0db8-0000-...-0009
         "".join(hextets),  # the 32 nibbles
     )
     return tuple(re.compile(rf"(?<![0-9a-f]){form}(?![0-9a-f])") for form in forms)
+
+
+def _compressed(hextets: list[str]) -> str:
+    """RFC 5952 text of an IPv6 address from its eight hextets: leading zeros dropped, the
+    longest run of two or more zero groups as ``::``."""
+    groups = [h.lstrip("0") or "0" for h in hextets]
+    best, start = (0, 0), None
+    for index, group in enumerate([*groups, "end"]):
+        if group == "0" and start is None:
+            start = index
+        elif group != "0" and start is not None:
+            if index - start > best[1] - best[0]:
+                best = (start, index)
+            start = None
+    if best[1] - best[0] < 2:
+        return ":".join(groups)
+    return ":".join(groups[: best[0]]) + "::" + ":".join(groups[best[1] :])
 
 
 def _starts_in(regex: re.Pattern[str], name: str, end: int) -> bool:
