@@ -89,7 +89,12 @@ def postconf(config_dir: str | None, command: str = "postconf") -> dict[str, str
     lines = run_postconf(argv, len(PARAMETERS)).splitlines()
     if len(lines) != len(PARAMETERS):
         raise PostconfError(f"{' '.join(argv[: -len(PARAMETERS)])}: unexpected output")
-    return dict(zip(PARAMETERS, (line.strip() for line in lines), strict=True))
+    values = dict(zip(PARAMETERS, (line.strip() for line in lines), strict=True))
+    if config_dir:
+        # -c DIR is the instance; Postfix 3.10 reports its built-in config_directory
+        # (/etc/postfix) for one whose main.cf does not set it, where 3.7 reported DIR.
+        values["config_directory"] = config_dir
+    return values
 
 
 def _seconds(text: str) -> float:

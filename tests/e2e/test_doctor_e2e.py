@@ -260,4 +260,6 @@ def test_the_probe_against_mxguard_and_a_killed_one(
 
 def test_the_probe_tells_an_smtp_server_from_a_milter(mta: PostfixInstance) -> None:
     answer = negotiate(mta.address)
-    assert not answer.ok and answer.reason.startswith("not a milter: it answered b'220 ")
+    # Postfix 3.7 greets first (220); 3.10 answers our unasked-for bytes with 554 at once.
+    replies = ("not a milter: it answered b'220 ", "not a milter: it answered b'554 ")
+    assert not answer.ok and answer.reason.startswith(replies), answer

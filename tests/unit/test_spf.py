@@ -329,6 +329,17 @@ def test_identities(
     assert spf_results(converse(server, sender, ini, helo=helo).verdict) == expected
 
 
+def test_a_quoted_local_part_with_an_at_sign_is_judged_by_the_last_domain(
+    server: TestDnsServer,
+) -> None:
+    """pyspf splits at the first @ and asked for other.example@pass.example's record."""
+    session = converse(server, '<"user@other.example"@pass.example>', helo="mx.pass.example")
+    assert spf_results(session.verdict) == [
+        ("pass", "mailfrom", "user@other.example@pass.example"),
+        ("pass", "helo", "mx.pass.example"),
+    ]
+
+
 def test_mail_from_decides_while_helo_fails(server: TestDnsServer) -> None:
     session = converse(server, "<someone@pass.example>", helo="helo-fail.example")
     assert session.verdict is not None and session.verdict.outcome == "spf.pass"

@@ -169,6 +169,11 @@ def evaluate(
     try:
         with PYSPF.using(_Bounded(dns, deadline)):
             query = pyspf.query(i=str(ip), s=sender, h=helo, timeout=remaining, querytime=remaining)
+            local, _, domain = sender.rpartition("@")
+            if "@" in local:
+                # A quoted local part ("a@b"@example.org): pyspf splits at the first @ and
+                # would judge the domain b"@example.org; the domain follows the last one.
+                query.l, query.o, query.d = local, domain, domain
             result, _code, explanation = query.check()
     except Exception:  # pyspf on hostile input: the sender retries, never a 5xx
         log.exception("spf: evaluation failed for ip=%s sender=%s helo=%s", ip, sender, helo)
