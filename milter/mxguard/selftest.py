@@ -30,6 +30,7 @@ import os
 import pwd
 import stat
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -75,11 +76,22 @@ class Report:
 
 
 class _Captured(logging.Handler):
-    """Collects the log records of the synthetic transactions instead of printing them."""
+    """Collects what the synthetic transactions log, from this thread only: at a reload,
+    libmilter's threads go on logging real decisions meanwhile."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
+        self.thread = threading.get_ident()
         self.records: list[logging.LogRecord] = []
+        self.addFilter(self.ours)
+
+    def ours(self, record: logging.LogRecord) -> bool:
+        """True for a record of the synthetic transactions."""
+        return record.thread == self.thread
+
+    def others(self, record: logging.LogRecord) -> bool:
+        """True for a record that the real handlers should still write."""
+        return record.thread != self.thread
 
     def emit(self, record: logging.LogRecord) -> None:
         """Keep the record."""
@@ -210,15 +222,19 @@ def _failure(context: str, error: BaseException) -> Failure:
 
 
 @contextlib.contextmanager
-def _capturing(handler: logging.Handler) -> Iterator[None]:
-    """Within the block, mxguard's log goes to ``handler`` only."""
+def _capturing(captured: _Captured) -> Iterator[None]:
+    """Within the block, what this thread logs goes to ``captured`` and not to the log."""
     root = logging.getLogger("mxguard")
-    saved = root.handlers[:]
-    root.handlers[:] = [handler]
+    handlers = root.handlers[:]
+    for handler in handlers:
+        handler.addFilter(captured.others)
+    root.addHandler(captured)
     try:
         yield
     finally:
-        root.handlers[:] = saved
+        root.removeHandler(captured)
+        for handler in handlers:
+            handler.removeFilter(captured.others)
 
 
 def _client_ip(settings: Settings) -> IPAddress:
