@@ -196,6 +196,9 @@ def reload(path: str, holder: RuntimeHolder) -> str:
         runtime = build_runtime(settings, running)
         report = selftest.check(settings, runtime.pipeline)
         if report.problems:
+            for resource in runtime.resources():
+                if resource is not None and resource not in running.resources():
+                    resource.close()  # made for this generation, which never runs
             raise ConfigError("\n".join(report.problems))
     except ConfigError as error:
         metrics.RELOADS.labels("refused").inc()
