@@ -149,7 +149,7 @@ def verify_message(
             verifier.body = _crlf_body(message.body)
         else:
             verifier = dkim.DKIM(message, logger=quiet_logger(), minkey=min_key_bits)
-    except dkim.DKIMException as error:
+    except Exception as error:  # dkimpy's parser on hostile input: see _verify_one
         return [SignatureResult("permerror", f"message does not parse: {error}")]
     count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
     return [
@@ -195,7 +195,10 @@ def _verify_one(
     )
     try:
         return _checked(verifier, index, described, lookup, min_key_bits)
-    except dkim.DKIMException as error:
+    except Exception as error:
+        # dkimpy on hostile input raises binascii.Error, AssertionError (its ASN.1 parser),
+        # ValueError, IndexError... besides DKIMException. Whatever it is, it concerns this
+        # signature only: it is broken (permerror), and the others are still verified.
         return _with(described, "permerror", str(error) or type(error).__name__)
 
 
@@ -243,8 +246,9 @@ def _checked(
         return _with(described, "permerror", f"{len(answer.records)} key records at {key_name}")
     try:
         key, bits, key_type, tlsrpt = _parsed_key(b"".join(answer.records[0]))
-    except dkim.DKIMException as error:
-        return _with(described, "permerror", f"key at {key_name}: {error}")
+    except Exception as error:  # not base64, not DER, not a key: see _verify_one
+        reason = str(error) or type(error).__name__
+        return _with(described, "permerror", f"key at {key_name} does not parse: {reason}")
     if key is None:
         return _with(described, "permerror", f"key at {key_name} is not for email")
     if key_type == b"rsa" and bits < min_key_bits:

@@ -309,3 +309,50 @@ def test_trusted_and_authenticated_clients_are_not_verified() -> None:
     settings = dkim_check.DkimSettings()
     for connection in ({"trusted": True}, {"auth_user": "carol"}):
         assert dkim_check.check_eom(eom_facts(signed(), **connection), settings, services()) is None
+
+
+# -- garbage key records: permerror for that signature, never an internal error --------------
+
+GARBAGE_KEYS = [
+    pytest.param("v=DKIM1; k=rsa; p=d", id="rsa-not-base64"),
+    pytest.param("v=DKIM1; p=m", id="one-character"),
+    pytest.param("v=DKIM1; k=ed25519; p=abc", id="ed25519-not-base64"),
+    pytest.param("v=DKIM1; k=ed25519; p=YWJj", id="ed25519-three-bytes"),
+    pytest.param("v=DKIM1; k=rsa; p=MIGfMA0GCSqGSIb3DQEBAQUAA4GNADCBiQKBgQDk", id="truncated-der"),
+    pytest.param("v=DKIM1; k=rsa; p=" + "A" * 216, id="zero-der"),
+]
+
+
+@pytest.mark.parametrize("record", GARBAGE_KEYS)
+def test_a_garbage_key_record_is_a_permerror(record: str) -> None:
+    """dkimpy raises binascii.Error or AssertionError (dkim/asn1.py) besides DKIMException;
+    it used to escape and make every retry a 451 4.3.0."""
+    [result] = verify_message(signed(), lookup_from({"test._domainkey.example.com": txt(record)}))
+    assert result.result == "permerror", result
+
+
+@pytest.mark.parametrize("record", GARBAGE_KEYS)
+def test_one_broken_signature_does_not_hide_a_valid_one(record: str) -> None:
+    """A second signature whose key record is garbage used to abort the whole verification."""
+    broken = dkim.sign(PLAIN, b"bad", b"example.com", TEST_KEY, include_headers=[b"from"])
+    message = signed(broken + PLAIN)
+    answers = {**KEYS, "bad._domainkey.example.com": txt(record)}
+    results = verify_message(message, lookup_from(answers))
+    assert sorted((r.selector, r.result) for r in results) == [
+        ("bad", "permerror"),
+        ("test", "pass"),
+    ]
+
+
+KEY_TAGS = st.sampled_from(["v=DKIM1; ", "k=rsa; ", "k=ed25519; ", "h=sha256; ", "t=y; ", ""])
+KEY_DATA = st.text(alphabet="ABCDEFabcdef0123456789+/=; -\x00", max_size=400)
+
+
+@given(st.lists(KEY_TAGS, max_size=3), KEY_DATA)
+def test_no_key_record_escapes_as_an_exception(tags: list[str], data: str) -> None:
+    record = "".join(tags) + "p=" + data
+    answers = {**KEYS, "bad._domainkey.example.com": txt(record)}
+    broken = dkim.sign(PLAIN, b"bad", b"example.com", TEST_KEY, include_headers=[b"from"])
+    results = verify_message(signed(broken + PLAIN), lookup_from(answers))
+    assert {r.selector: r.result for r in results}["test"] == "pass"
+    assert {r.result for r in results} <= {"pass", "fail", "permerror"}
