@@ -22,6 +22,7 @@ from .check import Check
 from .checks import ALL_CHECKS
 from .checks.dnsbl import DnsblSettings
 from .errors import ConfigError, ValueParseError
+from .facts import IPAddress
 from .options import (
     BOOL,
     DOMAINS,
@@ -111,6 +112,10 @@ class MilterSettings:
         "on SIGTERM, how long transactions in flight may take to finish before mxguard exits",
         DURATION,
     )
+
+    def trusts(self, ip: IPAddress | None) -> bool:
+        """True when ``ip`` is in trusted_networks (its mail skips the inbound checks)."""
+        return ip is not None and any(ip in network for network in self.trusted_networks)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,9 +45,7 @@ class Runtime:
 
     def is_trusted(self, ip: IPAddress | None) -> bool:
         """True when ``ip`` is in [milter] trusted_networks."""
-        return ip is not None and any(
-            ip in network for network in self.settings.milter.trusted_networks
-        )
+        return self.settings.milter.trusts(ip)
 
     def resources(self) -> tuple[Any, ...]:
         """What must be closed once no connection uses this generation any more."""
@@ -120,6 +118,12 @@ class RuntimeHolder:
         _close(unused)
         return previous
 
+    def discard(self, runtime: Runtime) -> None:
+        """Close what ``runtime`` (built, then refused) holds that no live runtime shares."""
+        with self._lock:
+            alive = self._resources_in_use()
+        _close([r for r in runtime.resources() if r is not None and id(r) not in alive])
+
     def close(self) -> None:
         """At exit: close every resource, whoever still uses it."""
         with self._lock:
@@ -141,15 +145,17 @@ class RuntimeHolder:
             if users == 0 and runtime is not self._current
         ]
         dead = [self._users.pop(key)[0] for key in retired]
-        alive = [
-            id(resource) for runtime, _ in self._users.values() for resource in runtime.resources()
-        ]
+        alive = self._resources_in_use()
         unused: dict[int, Any] = {}
         for runtime in dead:
             for resource in runtime.resources():
                 if resource is not None and id(resource) not in alive:
                     unused[id(resource)] = resource
         return list(unused.values())
+
+    def _resources_in_use(self) -> set[int]:
+        """The ids of what the live runtimes hold (the lock is held)."""
+        return {id(r) for runtime, _ in self._users.values() for r in runtime.resources()}
 
 
 def _close(resources: list[Any]) -> None:

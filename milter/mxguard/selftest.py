@@ -241,7 +241,7 @@ def _client_ip(settings: Settings) -> IPAddress:
     """A documentation address outside trusted_networks, so the inbound checks run."""
     for text in CLIENT_CANDIDATES:
         ip = ipaddress.ip_address(text)
-        if not any(ip in network for network in settings.milter.trusted_networks):
+        if not settings.milter.trusts(ip):
             return ip
     return ipaddress.ip_address(CLIENT_CANDIDATES[0])
 
@@ -347,12 +347,9 @@ def _transaction(
         notices=Notices(time.time),
         store=store,
     )
-    trusted = txn.connection.client_ip is not None and any(
-        txn.connection.client_ip in network for network in settings.milter.trusted_networks
-    )
     connection = dataclasses.replace(
         txn.connection,
-        trusted=trusted,
+        trusted=settings.milter.trusts(txn.connection.client_ip),
         interface_ip=ipaddress.ip_address("192.0.2.1"),
         mta_name=(settings.milter.hostnames or ("mx.example.org",))[0],
     )

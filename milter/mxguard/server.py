@@ -23,7 +23,6 @@ from . import config, logsetup, metrics, postfixview, preload, selftest, sockets
 from .adapter import MxguardMilter
 from .errors import ConfigError
 from .options import specs
-from .pipeline import Pipeline
 from .runtime import RuntimeHolder, build_runtime
 from .sockets import unix_path
 from .statedir import give_to, with_usable_state
@@ -196,9 +195,7 @@ def reload(path: str, holder: RuntimeHolder) -> str:
         runtime = build_runtime(settings, running)
         report = selftest.check(settings, runtime.pipeline)
         if report.problems:
-            for resource in runtime.resources():
-                if resource is not None and resource not in running.resources():
-                    resource.close()  # made for this generation, which never runs
+            holder.discard(runtime)
             raise ConfigError("\n".join(report.problems))
     except ConfigError as error:
         metrics.RELOADS.labels("refused").inc()
@@ -300,17 +297,19 @@ def serve(settings: config.Settings) -> int:
     failure = selftest.run_transactions(settings, holder.current.pipeline)
     if failure:
         log.error("self-test failed before the privilege drop: %s", failure)
-        sockets.remove(spec)
+        sockets.withdraw(spec, opened)
         return 2
     drop_privileges(settings.milter.user, owner)
-    report = selftest.check(settings, Pipeline(settings.ordered_checks()), holder.current.store)
+    # The checks' data files were read as root; unreadable_files proves the user can read
+    # them again at a reload, so the prepared pipeline serves here without a second read.
+    report = selftest.check(settings, holder.current.pipeline, holder.current.store)
     for warning in report.warnings:
         log.warning("%s", warning)
     if report.problems:
         for problem in report.problems:
             log.error("%s", problem)
         log.error("not starting: mail would fail as user %s (see above)", settings.milter.user)
-        sockets.remove(spec)
+        sockets.withdraw(spec, opened)
         return 2
     log.info("listening on %s", spec)
     log.info("%s", _postfix_line(spec))

@@ -118,10 +118,10 @@ def identity(spec: str) -> tuple[int, int] | None:
 
 
 def withdraw(spec: str, opened: tuple[int, int] | None) -> None:
-    """At a stop, remove our unix socket file, so the MTA's next connection fails at once (and
-    a new mxguard may bind there) while the transactions in flight finish; a file that is no
-    longer the one we bound is left alone. A TCP socket stays open: new transactions on it
-    are deferred (see InFlight)."""
+    """Remove our unix socket file: at a stop, so the MTA's next connection fails at once (and
+    a new mxguard may bind there) while the transactions in flight finish, or when startup is
+    abandoned. A file that is no longer the one we bound is left alone. A TCP socket stays
+    open: new transactions on it are deferred (see InFlight)."""
     path = unix_path(spec)
     if path is None or opened is None:
         return
@@ -129,16 +129,5 @@ def withdraw(spec: str, opened: tuple[int, int] | None) -> None:
         info = os.stat(path)
         if (info.st_dev, info.st_ino) == opened:
             os.unlink(path)
-    except OSError as error:
-        log.debug("could not remove %s: %s", path, error)
-
-
-def remove(spec: str) -> None:
-    """Remove our unix socket file when startup is abandoned after it was opened."""
-    path = unix_path(spec)
-    if path is None:
-        return
-    try:
-        os.unlink(path)
     except OSError as error:
         log.debug("could not remove %s: %s", path, error)

@@ -98,3 +98,10 @@ def test_a_reload_keeps_what_needs_a_restart() -> None:
     assert kept.milter.socket == "unix:/run/a.sock" and kept.milter.user == "mxguard"
     assert kept.metrics.port == 9100
     assert str(kept.milter.mode) == "monitor"  # a reload does change this
+
+
+def test_a_refused_generation_closes_only_what_it_made() -> None:
+    shared, own_store = Closable(), Closable()
+    holder = RuntimeHolder(generation(load(), shared, Closable()))
+    holder.discard(generation(load(), shared, own_store))  # [dns] unchanged, [state] changed
+    assert shared.closed == 0 and own_store.closed == 1
