@@ -32,6 +32,7 @@ import Milter  # noqa: E402
 from tests.support.dnsserver import TestDnsServer  # noqa: E402
 from tests.support.milterctx import FakeContext  # noqa: E402
 
+from harness.workload import add_dkim_record, make_body, make_dkim_key, make_transaction  # noqa: E402
 from mxguard import config  # noqa: E402
 from mxguard.adapter import MxguardMilter  # noqa: E402
 from mxguard.address import parse_path  # noqa: E402
@@ -39,7 +40,6 @@ from mxguard.checks import ALL_CHECKS  # noqa: E402
 from mxguard.facts import Connection, Envelope, Facts, Message, Recipient, Stage  # noqa: E402
 from mxguard.pipeline import Pipeline  # noqa: E402
 from mxguard.runtime import RuntimeHolder, build_runtime  # noqa: E402
-from run import add_dkim_record, make_body, make_dkim_key, make_transaction  # noqa: E402
 
 CLIENT = Connection(
     client_ip=ipaddress.ip_address("203.0.113.25"),
