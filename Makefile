@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 CONFIG ?= contrib/mxguard.ini
 
-.PHONY: run test unit bench lint docs system-deps test-system-deps fresh-check clean
+.PHONY: run test unit fuzz bench lint docs system-deps test-system-deps fresh-check clean
 
 system-deps:
 	@sh scripts/system-deps.sh runtime
@@ -35,6 +35,11 @@ test: test-system-deps $(STAMP)
 
 unit: system-deps $(STAMP)
 	$(BIN)/python -m pytest tests/unit
+
+# A million mutated inputs through every parser's contract (tests/fuzz); make test runs the
+# same contracts with a few hundred hypothesis examples each.
+fuzz: system-deps $(STAMP)
+	$(BIN)/python scripts/fuzz.py
 
 bench: system-deps $(STAMP)
 	$(BIN)/python bench/run.py
