@@ -18,20 +18,12 @@ import Milter
 
 from . import metrics
 from .address import parse_path
-from .facts import (
-    Connection,
-    Envelope,
-    Facts,
-    IPAddress,
-    Message,
-    Recipient,
-    Stage,
-    normalise_ip,
-)
+from .facts import Connection, Envelope, Facts, IPAddress, Message, Recipient, Stage, normalise_ip
 from .headers import AUTH_RESULTS, TRACE, authentication_results, forged_fields, trace_header
 from .runtime import Runtime, RuntimeHolder
+from .session import Session
 from .textutil import printable
-from .verdict import Action, ChangeSender, Replies, Verdict
+from .verdict import Action, ChangeSender, Replies, Verdict, sent_as
 
 log = logging.getLogger("mxguard.decision")
 errors = logging.getLogger("mxguard.adapter")
@@ -113,7 +105,7 @@ class MxguardMilter(Milter.Base):
         self.runtime: Runtime = holder.acquire()
         self.services = self.runtime.services()
         self.connection = Connection(client_ip=None)
-        self._connection_verdicts: list[Verdict] = []
+        self.session = Session()
         self._connection_failed = False
         self._reset_transaction()
 
@@ -122,7 +114,7 @@ class MxguardMilter(Milter.Base):
             self._in_transaction = False
             self._holder.in_flight.end()
         self.envelope: Envelope | None = None
-        self._transaction_verdicts: list[Verdict] = []
+        self.session.new_transaction()
         self._headers: list[tuple[bytes, bytes]] = []
         self._body: list[bytes] = []
         self._body_size = 0
@@ -181,13 +173,13 @@ class MxguardMilter(Milter.Base):
             trusted=self.runtime.is_trusted(client_ip),
             submission=daemon in self.runtime.settings.milter.submission_daemons,
         )
-        return self._stage(Stage.CONNECT, Facts(Stage.CONNECT, self.connection))
+        return self._stage(Stage.CONNECT, self._facts(Stage.CONNECT))
 
     @_guarded
     def hello(self, name: str) -> int:
         """Record the HELO/EHLO name, then run the HELO checks."""
         self.connection = dataclasses.replace(self.connection, helo=name)
-        return self._stage(Stage.HELO, Facts(Stage.HELO, self.connection))
+        return self._stage(Stage.HELO, self._facts(Stage.HELO))
 
     @_guarded
     def envfrom(self, sender: str, *esmtp: str) -> int:
@@ -290,14 +282,7 @@ class MxguardMilter(Milter.Base):
     def _facts(
         self, stage: Stage, recipient: Recipient | None = None, message: Message | None = None
     ) -> Facts:
-        return Facts(
-            stage=stage,
-            connection=self.connection,
-            envelope=self.envelope,
-            recipient=recipient,
-            message=message,
-            earlier=(*self._connection_verdicts, *self._transaction_verdicts),
-        )
+        return self.session.facts(stage, self.connection, self.envelope, recipient, message)
 
     def _stage(self, stage: Stage, facts: Facts) -> int:
         """Run the pipeline for a stage and turn its decision into a milter reply."""
@@ -307,14 +292,7 @@ class MxguardMilter(Milter.Base):
         if not self.runtime.pipeline.wants(stage):
             return no_reply
         result = self.runtime.pipeline.run(stage, facts, self.services)
-        record = (
-            self._connection_verdicts
-            if stage in (Stage.CONNECT, Stage.HELO)
-            else self._transaction_verdicts
-        )
-        # A refused recipient's verdict concerns that recipient only, not the message.
-        if stage is not Stage.RCPT or result.decision is None:
-            record.extend(result.verdicts)
+        self.session.record(stage, result)
         decision = result.decision
         # One line per refusal: the verdict that decided. What else the stage found (a second
         # DNS failure, a tag) concerns mail that is refused anyway, so it is logged at debug.
@@ -333,11 +311,7 @@ class MxguardMilter(Milter.Base):
         # character, and the MTA turns %% back into %.
         self._log_line(stage, decision.check, decision.action, text, facts)
         self.setreply(reply.smtp_code, reply.dsn_code, text.replace("%", "%%"))
-        if decision.action is Action.REJECT and reply.smtp_code.startswith("4"):
-            # A final decision with a 4xx reply (the harvest lock-out): libmilter sends a
-            # reply code only when it matches the return code, else Postfix's generic 550.
-            return Milter.TEMPFAIL
-        return RETURN_CODES[decision.action]
+        return RETURN_CODES[sent_as(decision)]
 
     def _internal_error(self) -> int:
         reply = Replies.INTERNAL_ERROR
@@ -357,7 +331,7 @@ class MxguardMilter(Milter.Base):
         # Highest index first, so each deletion leaves the other indexes valid.
         for name, index in reversed(forged_fields(message.headers, authserv_id)):
             self.chgheader(name, index, "")
-        verdicts = (*self._connection_verdicts, *self._transaction_verdicts)
+        verdicts = self.session.verdicts()
         for verdict in verdicts:
             for name, value in verdict.headers:
                 self._add_header(name, value)

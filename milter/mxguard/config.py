@@ -21,6 +21,7 @@ from typing import Any
 from .check import Check
 from .checks import ALL_CHECKS
 from .checks.dnsbl import DnsblSettings
+from .domains import within
 from .errors import ConfigError, ValueParseError
 from .facts import IPAddress
 from .options import (
@@ -116,6 +117,16 @@ class MilterSettings:
     def trusts(self, ip: IPAddress | None) -> bool:
         """True when ``ip`` is in trusted_networks (its mail skips the inbound checks)."""
         return ip is not None and any(ip in network for network in self.trusted_networks)
+
+    def receives_for(self, domain: str) -> bool:
+        """True when ``domain`` is exactly one we receive mail for (local_domains or hostnames):
+        the relay rule, where a subdomain of ours is somebody else's until it is listed."""
+        return domain in self.local_domains or domain in self.hostnames
+
+    def our_domain(self, domain: str) -> str:
+        """The entry of local_domains or hostnames that ``domain`` is or is a subdomain of,
+        else "": the forgery rule, where ``mail.example.org`` claims ``example.org``."""
+        return within(domain, (*self.local_domains, *self.hostnames))
 
 
 @dataclass(frozen=True, slots=True)

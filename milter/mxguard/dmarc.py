@@ -199,9 +199,14 @@ def evaluate(
     spf_domains: Iterable[str],
     dkim_domains: Iterable[str],
     sample: int,
+    untold: Iterable[tuple[str, str]] = (),
 ) -> DmarcResult:
     """The DMARC result for ``author_domain`` given discovery and the domains that passed SPF
-    and DKIM; ``sample`` (0..99) is drawn by the caller and is in the sample when < pct."""
+    and DKIM; ``sample`` (0..99) is drawn by the caller and is in the sample when < pct.
+
+    ``untold`` are the ("spf" or "dkim", domain) identifiers that could not be checked now:
+    when one of them would align, a message that would fail is a temperror instead (it
+    might pass), with the policy it would have had."""
     if discovery.status != "found" or discovery.record is None:
         return DmarcResult(
             discovery.status,
@@ -226,4 +231,10 @@ def evaluate(
     if spf or dkim:
         return replace(found, result="pass", spf_aligned=spf, dkim_aligned=dkim)
     sampled = sample < record.pct
-    return replace(found, policy=requested if sampled else _LOWER[requested], sampled=sampled)
+    failed = replace(found, policy=requested if sampled else _LOWER[requested], sampled=sampled)
+    modes = {"spf": record.aspf, "dkim": record.adkim}
+    for method, domain in untold:
+        if aligned(domain, author_domain, modes[method]):
+            reason = f"{method.upper()} could not be checked for {domain}, which would align"
+            return replace(failed, result="temperror", reason=printable(reason, 200))
+    return failed

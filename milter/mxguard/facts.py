@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .address import AddressError, Mailbox, NullPath
+from .findings import NONE, Findings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Path = Mailbox | NullPath | AddressError
@@ -58,8 +59,8 @@ class Connection:
         return bool(self.auth_user)
 
     @property
-    def exempt(self) -> bool:
-        """True for our own clients (trusted or authenticated): inbound checks usually skip them."""
+    def ours(self) -> bool:
+        """True for our own clients (trusted or authenticated), whose mail we send out."""
         return self.trusted or self.authenticated
 
     @property
@@ -150,23 +151,21 @@ class Message:
 
 @dataclass(frozen=True, slots=True)
 class Facts:
-    """Everything a check may read at one stage; later parts are None at earlier stages."""
+    """Everything a check may read at one stage; later parts are None at earlier stages.
+
+    ``findings`` are what the checks before this one found in this transaction (and, for
+    the connect and HELO kinds, in this connection): see ``findings``."""
 
     stage: Stage
     connection: Connection
     envelope: Envelope | None = None
     recipient: Recipient | None = None
     message: Message | None = None
-    earlier: tuple = field(default=())  # verdicts of earlier stages of this transaction
+    findings: Findings = field(default=NONE)
 
-    def seeing(self, more: tuple) -> Facts:
-        """The same facts with ``more`` verdicts in ``earlier`` (built directly: the pipeline
-        does this after every verdict, and dataclasses.replace is several times slower)."""
+    def knowing(self, findings: Findings) -> Facts:
+        """The same facts with ``findings`` (built directly: the pipeline does this after
+        every check that found something, and dataclasses.replace is several times slower)."""
         return Facts(
-            self.stage,
-            self.connection,
-            self.envelope,
-            self.recipient,
-            self.message,
-            self.earlier + more,
+            self.stage, self.connection, self.envelope, self.recipient, self.message, findings
         )

@@ -156,6 +156,10 @@ def _parse_path(text: str) -> str:
     path = text.strip()
     if "\x00" in path:
         raise ValueParseError(text)
+    # A lone surrogate cannot be encoded for the file system: open() and stat() would raise
+    # UnicodeEncodeError where the loader expects OSError (the [dkim_sign] key_table did).
+    if any("\ud800" <= char <= "\udfff" for char in path):
+        raise ValueParseError(text)
     return path
 
 
@@ -232,6 +236,20 @@ def choice(*words: str) -> ValueType:
 
     return ValueType("choice", "one of " + ", ".join(words), parse)
 
+
+class Severity(enum.StrEnum):
+    """What a check does with what it found: nothing, a tag, or a refusal."""
+
+    OFF = "off"
+    TAG = "tag"
+    REJECT = "reject"
+
+
+SEVERITY = ValueType(
+    "severity",
+    "one of off, tag, reject",
+    lambda text: Severity(choice(*Severity).parse(text)),
+)
 
 MODE = ValueType(
     "mode", "enforce or monitor", lambda text: Mode(choice("enforce", "monitor").parse(text))

@@ -1,18 +1,22 @@
 """Run the enabled checks of a stage, in order, and combine their verdicts into one decision.
 
 * The DNS questions of every check of the stage are asked together, in parallel, first.
+* A check runs only for the clients it does not exempt (``Check.exempt``: by default our own
+  clients and those an access-list allow entry matched, the ``Allowed`` finding).
+* A check sees the findings of the checks before it (``Facts.findings``); at load, an order
+  that runs a check before one whose findings it needs at the same stage is refused.
 * A check in monitor mode (its own, or inherited from [milter] mode) never refuses: its
   refusal becomes a tag that says what it would have done.
 * The first rejection decides, and later checks are skipped. A tempfail does not stop the
   stage: a later check may still reject, which is the more useful answer (Postfix's
   ``defer_if_permit``). So a DNS failure never defers mail that is refused anyway.
-* An access-list "allow" (Action.ALLOW) skips the inbound checks that follow, in this stage
-  and the later ones of the transaction (the relay check is not inbound and still runs).
-* An exception in a check is logged with its traceback and becomes 451 4.3.0: a bug never
-  turns into a 5xx, and it never escapes to libmilter.
+* An exception in a check is logged with its traceback and becomes 451 4.3.0, and every kind
+  of finding it provides becomes "could not tell" for the checks after it: a bug never turns
+  into a 5xx, and it never escapes to libmilter.
 * Behind a front-end MTA, a check may name the real outside client at end of message
-  (``Check.finds_client``): the connect, HELO and MAIL checks then run again for that client,
-  and the end-of-message checks see it too. Their refusal is the end-of-message refusal.
+  (``Check.finds_client``, the ``OutsideClient`` finding): the checks of every earlier stage
+  then run again for that client (RCPT once per recipient), and the end-of-message checks
+  see it too. Their refusal is the end-of-message refusal.
 """
 
 from __future__ import annotations
@@ -22,21 +26,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .check import Check, Services
+from .check import Check, Result, Services
 from .errors import ConfigError
-from .facts import Connection, Facts, Stage
+from .facts import Facts, Stage
+from .findings import NONE, Allowed, CouldNotTell, Findings, Item, OutsideClient
 from .options import CheckSettings
 from .verdict import Action, Verdict, internal_error
 
 log = logging.getLogger("mxguard.pipeline")
 
+EARLIER_STAGES = (Stage.CONNECT, Stage.HELO, Stage.MAIL, Stage.RCPT)
+
 
 @dataclass(frozen=True, slots=True)
 class StageResult:
-    """The decision of a stage and every verdict that led to it."""
+    """The decision of a stage, every verdict that led to it, and the findings after it."""
 
     decision: Verdict | None  # the refusal to send, or None to continue
     verdicts: tuple[Verdict, ...]
+    findings: Findings = NONE
 
 
 def _prepared(check: Check, settings: CheckSettings, source: str) -> Any:
@@ -58,6 +66,27 @@ class _Entry:
     settings: CheckSettings
     prepared: Any  # what the stage functions receive
 
+    @property
+    def stages(self) -> frozenset[Stage]:
+        return self.check.active_stages(self.settings)
+
+
+def check_order(entries: Sequence[_Entry], source: str = "") -> None:
+    """Refuse an order that runs a check before a check whose findings it needs, where both
+    act at the same stage (``order = spoof, spf``): ConfigError naming both."""
+    for position, consumer in enumerate(entries):
+        for provider in entries[position + 1 :]:
+            needed = consumer.check.needs & provider.check.provides
+            shared = consumer.stages & provider.stages
+            if needed and shared:
+                where = f"{source}: " if source else ""
+                kinds = ", ".join(sorted(kind.__name__ for kind in needed))
+                raise ConfigError(
+                    f"{where}[milter] order: {consumer.check.name} comes before "
+                    f"{provider.check.name}, whose findings ({kinds}) it needs at the same "
+                    f"stage; expected {provider.check.name} before {consumer.check.name}"
+                )
+
 
 class Pipeline:
     """The configured checks, ready to run stage by stage."""
@@ -67,10 +96,8 @@ class Pipeline:
             _Entry(check, settings, _prepared(check, settings, source))
             for check, settings in checks
         ]
-        self._deciding = {
-            stage: [e for e in entries if stage in e.check.active_stages(e.settings)]
-            for stage in Stage
-        }
+        check_order(entries, source)
+        self._deciding = {stage: [e for e in entries if stage in e.stages] for stage in Stage}
         self._prefetching = {
             stage: [e for e in entries if stage in e.check.prefetch] for stage in Stage
         }
@@ -93,26 +120,32 @@ class Pipeline:
 
     def run(self, stage: Stage, facts: Facts, services: Services) -> StageResult:
         """Run the checks of ``stage`` on ``facts`` and return the stage's decision."""
-        replayed: tuple[Verdict, ...] = ()
+        replayed: StageResult | None = None
         if stage is Stage.EOM and self._client_finders:
             outside = self._find_client(facts, services)
             if outside is not None:
-                facts = replace(facts, connection=outside)
-                early = self._replay(facts, services)
-                if early.decision is not None and early.decision.action is not Action.TEMPFAIL:
-                    return early
-                replayed = early.verdicts
-                facts = facts.seeing(replayed)
+                facts = replace(
+                    facts,
+                    connection=outside.connection,
+                    findings=facts.findings.plus((outside,)),
+                )
+                replayed = self._replay(facts, services)
+                decision = replayed.decision
+                if decision is not None and decision.action is not Action.TEMPFAIL:
+                    return replayed
+                facts = facts.knowing(replayed.findings)
         result = self._decide(stage, facts, services)
-        if replayed:
+        if replayed is not None:
             result = StageResult(
-                result.decision or self._deferral(replayed), replayed + result.verdicts
+                result.decision or replayed.decision,
+                replayed.verdicts + result.verdicts,
+                result.findings,
             )
         if self._observing[stage]:
-            self._observe(stage, facts.seeing(result.verdicts), services)
+            self._observe(stage, facts.knowing(result.findings), services)
         return result
 
-    def _find_client(self, facts: Facts, services: Services) -> Connection | None:
+    def _find_client(self, facts: Facts, services: Services) -> OutsideClient | None:
         for entry in self._client_finders:
             try:
                 found = entry.check.finds_client(facts, entry.prepared, services)  # type: ignore[misc]
@@ -124,53 +157,63 @@ class Pipeline:
         return None
 
     def _replay(self, facts: Facts, services: Services) -> StageResult:
-        """The connect, HELO and MAIL checks again, for the client a trusted relay named."""
+        """The checks of every earlier stage again, for the client a trusted relay named; the
+        RCPT checks once for each recipient. A recipient's findings stay its own."""
         verdicts: list[Verdict] = []
-        for stage in (Stage.CONNECT, Stage.HELO, Stage.MAIL):
-            seen = replace(facts, stage=stage, earlier=facts.earlier + tuple(verdicts))
-            result = self._decide(stage, seen, services)
-            verdicts.extend(result.verdicts)
-            if result.decision is not None and result.decision.action is not Action.TEMPFAIL:
-                return StageResult(result.decision, tuple(verdicts))
-        return StageResult(self._deferral(verdicts), tuple(verdicts))
-
-    @staticmethod
-    def _deferral(verdicts: Sequence[Verdict]) -> Verdict | None:
-        return next((v for v in verdicts if v.action is Action.TEMPFAIL), None)
+        deferral: Verdict | None = None
+        findings = facts.findings
+        envelope = facts.envelope
+        for stage in EARLIER_STAGES:
+            recipients = envelope.recipients if envelope and stage is Stage.RCPT else (None,)
+            if stage is Stage.RCPT and not recipients:
+                continue
+            for recipient in recipients:
+                seen = replace(facts, stage=stage, recipient=recipient, findings=findings)
+                result = self._decide(stage, seen, services)
+                verdicts.extend(result.verdicts)
+                decision = result.decision
+                if decision is not None and decision.action is not Action.TEMPFAIL:
+                    return StageResult(decision, tuple(verdicts), result.findings)
+                deferral = deferral or decision
+                if stage is not Stage.RCPT:
+                    findings = result.findings
+        return StageResult(deferral, tuple(verdicts), findings)
 
     def _observe(self, stage: Stage, facts: Facts, services: Services) -> None:
+        allowed = facts.findings.known(Allowed) is not None
         for entry in self._observing[stage]:
+            if entry.check.exempts(facts.connection, allowed):
+                continue
             try:
                 entry.check.observers[stage](facts, entry.prepared, services)
             except Exception:
                 log.exception("check=%s stage=%s: observer failed", entry.check.name, stage)
 
     def _decide(self, stage: Stage, facts: Facts, services: Services) -> StageResult:
-        allowed = any(v.action is Action.ALLOW for v in facts.earlier)
-        self._prefetch(stage, facts, services, allowed)
+        self._prefetch(stage, facts, services)
         verdicts: list[Verdict] = []
         deferral: Verdict | None = None
-        # A check sees what the checks before it found, in this stage too (spoof reads SPF).
-        seen = facts
         for entry in self._deciding[stage]:
-            if allowed and entry.check.inbound:
+            allowed = facts.findings.known(Allowed) is not None
+            if entry.check.exempts(facts.connection, allowed):
                 continue
-            verdict = self._run_one(entry, stage, seen, services)
+            verdict, provided = self._run_one(entry, stage, facts, services)
+            if provided:
+                facts = facts.knowing(facts.findings.plus(provided))
             if verdict is None:
                 continue
             verdicts.append(verdict)
-            seen = facts.seeing(tuple(verdicts))
             if verdict.action in (Action.REJECT, Action.DISCARD):
-                return StageResult(verdict, tuple(verdicts))
+                return StageResult(verdict, tuple(verdicts), facts.findings)
             if verdict.action is Action.TEMPFAIL and deferral is None:
                 deferral = verdict
-            allowed = allowed or verdict.action is Action.ALLOW
-        return StageResult(deferral, tuple(verdicts))
+        return StageResult(deferral, tuple(verdicts), facts.findings)
 
-    def _prefetch(self, stage: Stage, facts: Facts, services: Services, allowed: bool) -> None:
+    def _prefetch(self, stage: Stage, facts: Facts, services: Services) -> None:
         queries = []
+        allowed = facts.findings.known(Allowed) is not None
         for entry in self._prefetching[stage]:
-            if allowed and entry.check.inbound:
+            if entry.check.exempts(facts.connection, allowed):
                 continue
             try:
                 queries.extend(entry.check.prefetch[stage](facts, entry.prepared, services))
@@ -181,10 +224,12 @@ class Pipeline:
             services.dns.lookup_all(queries)
 
     @staticmethod
-    def _run_one(entry: _Entry, stage: Stage, facts: Facts, services: Services) -> Verdict | None:
+    def _run_one(
+        entry: _Entry, stage: Stage, facts: Facts, services: Services
+    ) -> tuple[Verdict | None, tuple[Item, ...]]:
         check = entry.check
         try:
-            verdict = check.stages[stage](facts, entry.prepared, services)
+            outcome = check.stages[stage](facts, entry.prepared, services)
         except Exception:
             log.exception(
                 "client=%s stage=%s check=%s: internal error",
@@ -192,7 +237,16 @@ class Pipeline:
                 stage,
                 check.name,
             )
-            verdict = internal_error(check.name)
+            # What the check would have found is unknown, not absent: the checks that need
+            # it must not read a missing pass as a fail.
+            untold = tuple(
+                CouldNotTell(kind, f"{check.name}: internal error") for kind in check.provides
+            )
+            outcome = Result(internal_error(check.name), untold)
+        if isinstance(outcome, Result):
+            verdict, provided = outcome.verdict, outcome.provides
+        else:
+            verdict, provided = outcome, ()
         if verdict is not None and entry.settings.monitor:
             verdict = verdict.as_monitored()
-        return verdict
+        return verdict, provided

@@ -43,11 +43,12 @@ from .check import Services
 from .config import Settings, sections
 from .dns import ConnectionLookups, Resolver
 from .errors import StoreError
-from .facts import Connection, Envelope, Facts, IPAddress, Message, Recipient, Stage
+from .facts import Connection, Envelope, IPAddress, Message, Recipient, Stage
 from .headers import authentication_results
 from .notices import Notices
 from .options import PATH, PATHS, specs
 from .pipeline import Pipeline
+from .session import Session
 from .store import SqliteStore, Store
 from .verdict import Verdict
 
@@ -370,9 +371,12 @@ def _transaction(
             txn.message,
         ),
     )
+    session = Session()
     for stage, env, rcpt, message in steps:
-        facts = Facts(stage, connection, env, rcpt, message, tuple(verdicts))
-        verdicts.extend(pipeline.run(stage, facts, services).verdicts)
+        facts = session.facts(stage, connection, env, rcpt, message)
+        result = pipeline.run(stage, facts, services)
+        verdicts.extend(result.verdicts)
+        session.record(stage, result)
     return verdicts
 
 

@@ -311,9 +311,11 @@ def serve(settings: config.Settings) -> int:
         log.error("not starting: mail would fail as user %s (see above)", settings.milter.user)
         sockets.withdraw(spec, opened)
         return 2
+    # Metrics first: "listening on" is the line that says the milter is up (tests and
+    # admins wait for it), so what it says about metrics must already be in the log.
+    metrics.start(settings.metrics.port)
     log.info("listening on %s", spec)
     log.info("%s", _postfix_line(spec))
-    metrics.start(settings.metrics.port)
     # libmilter runs in a thread of its own, with these signals blocked like every other
     # thread, and the main thread takes them: the kernel gives a process-wide signal to the
     # main thread first when it does not block it, so libmilter's own signal thread never

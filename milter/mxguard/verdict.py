@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 
@@ -89,9 +88,6 @@ class Verdict:
     monitored: Action | None = None  # the action monitor mode held back
     headers: tuple[tuple[str, str], ...] = ()  # fields to add at end of message (Received-SPF)
     envelope: tuple[EnvelopeEdit, ...] = ()  # envelope changes to make at end of message
-    weight: int = 0  # a blocklist tag's listing weight, which a later blocklist check adds to
-    # Facts for later checks that appear in no header, e.g. ("arc.trusted-sealer", domain).
-    findings: tuple[tuple[str, str], ...] = ()
     quarantine: str = ""  # at end of message, hold the message in the MTA's quarantine
 
     @property
@@ -109,31 +105,14 @@ class Verdict:
         return replace(self, action=Action.TAG, monitored=self.action)
 
 
-def auth_values(
-    earlier: Iterable[Verdict], method: str, ptype: str, prop: str
-) -> list[tuple[str, str]]:
-    """(value, result) of every earlier Authentication-Results entry of ``method`` that has the
-    property ``ptype.prop`` (e.g. dkim header.d), in order."""
-    found = []
-    for verdict in earlier:
-        for auth in verdict.auth:
-            if auth.method != method:
-                continue
-            for entry_type, name, value in auth.properties:
-                if (entry_type, name) == (ptype, prop):
-                    found.append((value, auth.result))
-    return found
-
-
-def auth_domain(value: str) -> str:
-    """The domain of an Authentication-Results value: an address (smtp.mailfrom) or a bare
-    domain (header.d), lower-cased, without a trailing dot."""
-    return value.rpartition("@")[2].rstrip(".").lower()
-
-
-def findings_of(earlier: Iterable[Verdict], key: str) -> list[str]:
-    """The values of every earlier finding called ``key`` (e.g. arc.trusted-sealer), in order."""
-    return [value for verdict in earlier for name, value in verdict.findings if name == key]
+def sent_as(decision: Verdict) -> Action:
+    """The action the MTA is given for a refusal: a final decision with a 4xx reply (the
+    harvest lock-out) goes as a tempfail, since libmilter sends a reply code only when it
+    matches the return code (else Postfix's generic 550)."""
+    reply = decision.reply
+    if decision.action is Action.REJECT and reply is not None and reply.smtp_code[0] == "4":
+        return Action.TEMPFAIL
+    return decision.action
 
 
 def reject(check: str, outcome: str, reason: str, reply: Reply = Replies.POLICY) -> Verdict:
@@ -146,6 +125,13 @@ def tempfail(check: str, outcome: str, reason: str, reply: Reply = Replies.TEMPO
     return Verdict(
         Action.TEMPFAIL, check, f"{check}.{outcome}", reason, reply, f"{check}: {reason}"
     )
+
+
+def deferred(check: str, outcome: str, reason: str, dns: bool = True) -> Verdict:
+    """A decision that rests on what could not be told now (``dns``: because the DNS failed):
+    451 4.4.3, or 451 4.3.0 when a check failed; the sender retries."""
+    reply = Replies.TEMPORARY_DNS if dns else Replies.INTERNAL_ERROR
+    return tempfail(check, outcome, reason, reply)
 
 
 def tag(check: str, outcome: str, reason: str, auth: tuple[AuthResult, ...] = ()) -> Verdict:

@@ -12,6 +12,7 @@ from pathlib import Path
 import dkim
 import pytest
 
+from tests.support.dnsserver import TestDnsServer
 from tests.support.mxguard_proc import MxguardProcess
 from tests.support.postfix import PostfixInstance
 
@@ -115,3 +116,32 @@ def test_trusted_arc_sealer_excuses_a_forwarded_dmarc_failure(mta: PostfixInstan
     assert "arc=pass" in results and "dmarc=fail" in results, results
     assert "dmarc.arc-override=tag" in message["X-MXGuard"]
     # Without the seal the same message is refused (test_dmarc_reject_failure_is_refused...).
+
+
+def test_a_key_lookup_that_fails_defers_instead_of_refusing(
+    mta: PostfixInstance, dns_server: TestDnsServer
+) -> None:
+    # The only aligned identifier of a p=reject domain is a signature whose key record
+    # answers SERVFAIL: DMARC cannot tell, and Postfix answers the final dot with 451 4.4.3.
+    dns_server.fail("down._domainkey.signed.example", "SERVFAIL")
+    _, data = message_from("News <news@signed.example>", "key lookup fails")
+    signature = dkim.sign(data, b"down", b"signed.example", KEY)
+    code, text = submit(mta, "someone@sender.example", signature + data)
+    assert code == 451, text
+    assert text.startswith("4.4.3 dmarc: signed.example policy is reject"), text
+
+
+def test_a_broken_second_signature_does_not_hide_the_valid_one(
+    mta: PostfixInstance, dns_server: TestDnsServer
+) -> None:
+    dns_server.add('broken._domainkey.signed.example. IN TXT "v=DKIM1; k=rsa; p=d"')
+    msgid, data = message_from("News <news@signed.example>", "two signatures")
+    good = dkim.sign(data, b"e2e", b"signed.example", KEY)
+    broken = dkim.sign(good + data, b"broken", b"signed.example", KEY)
+    code, text = submit(mta, "someone@sender.example", broken + good + data)
+    assert code == 250, text
+    (message,) = by_message_id(mta.wait_for_delivery("alice", 1), msgid)
+    results = " ".join(message["Authentication-Results"].split())
+    assert "dkim=pass header.d=signed.example header.s=e2e" in results, results
+    assert "header.d=signed.example header.s=broken" in results, results
+    assert "dmarc=pass header.from=signed.example" in results, results

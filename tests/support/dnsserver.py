@@ -15,7 +15,8 @@ name exists or has children but not that type; the SOA of the enclosing zone goe
 authority section of negative answers; TTLs as given. Every answer is authoritative (AA).
 
 Failure simulation by name: anything at or under ``servfail.test.`` answers SERVFAIL, under
-``refused.test.`` REFUSED, and under ``timeout.test.`` gets no answer at all.
+``refused.test.`` REFUSED, and under ``timeout.test.`` gets no answer at all; ``fail(name)``
+makes any other name (and the names under it) fail the same ways.
 
 Run by hand: ``python -m tests.support.dnsserver ZONEFILE [--port N]``.
 """
@@ -157,6 +158,7 @@ class ZoneResolver(BaseResolver):
         self.queries: list[Query] = []
         self.tcp_hold = 10.0  # seconds a TCP query for timeout.test stays unanswered
         self.delay = 0.0  # seconds every answer waits, like a distant authoritative server
+        self.failing: dict[Key, str] = {}  # names (and below) that fail, set by fail()
 
     def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
         """Return the reply to one request (or raise DropQuery to send nothing)."""
@@ -175,7 +177,7 @@ class ZoneResolver(BaseResolver):
             self.stopping.wait(self.delay)  # each request has its own thread: delays overlap
         if any(rr.rtype == QTYPE.OPT for rr in request.ar):
             reply.add_ar(EDNS0(udp_len=UDP_PAYLOAD))
-        for zone, behaviour in FAILURE_ZONES.items():
+        for zone, behaviour in (*FAILURE_ZONES.items(), *self.failing.items()):
             if _under(qkey, zone):
                 if behaviour == "TIMEOUT":
                     if getattr(handler, "protocol", "udp") == "tcp":
@@ -304,6 +306,13 @@ class TestDnsServer:
         """Add dnslib RR objects."""
         with self._lock:
             self._data.add(list(rrs))
+
+    def fail(self, name: str, behaviour: str = "SERVFAIL") -> None:
+        """Make ``name`` and the names under it fail: SERVFAIL, REFUSED or TIMEOUT."""
+        if behaviour not in FAILURE_ZONES.values():
+            raise ValueError(f"behaviour {behaviour!r}")
+        with self._lock:
+            self._resolver.failing[_key(name)] = behaviour
 
     def remove(self, name: str, qtype: str | None = None) -> int:
         """Remove the records of a name (all, or of one type such as "TXT"); return the count."""

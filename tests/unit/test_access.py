@@ -13,7 +13,7 @@ import pytest
 from mxguard import accesslist, config
 from mxguard.accesslist import KeyKind
 from mxguard.address import parse_path
-from mxguard.check import Check
+from mxguard.check import INBOUND, OUR_CLIENTS, Check
 from mxguard.checks import access, helo, relay
 from mxguard.errors import ConfigError
 from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
@@ -263,7 +263,8 @@ def run_access(
 
 
 def fake_check(name: str, calls: list[str], inbound: bool = True) -> Check:
-    """A check that refuses at MAIL and RCPT and records that it ran."""
+    """A check that refuses at MAIL and RCPT and records that it ran; ``inbound``: honours
+    an access-list allow (else only our own clients are exempt, as for the relay check)."""
 
     def run(facts: Facts, settings: object, svc: object) -> Verdict:
         calls.append(f"{name}@{facts.stage}")
@@ -274,7 +275,7 @@ def fake_check(name: str, calls: list[str], inbound: bool = True) -> Check:
         summary=name,
         settings=CheckSettings,
         stages={Stage.MAIL: run, Stage.RCPT: run},
-        inbound=inbound,
+        exempt=INBOUND if inbound else OUR_CLIENTS,
     )
 
 
@@ -295,12 +296,12 @@ def test_allow_skips_later_inbound_checks_but_not_a_non_inbound_one(tmp_path: Pa
     allowed = result.verdicts[0]
     assert (allowed.action, allowed.outcome) == (Action.ALLOW, "access.allow")
     assert allowed.reason == "203.0.113.9 matches 203.0.113.0/24: partner"
-    # At RCPT the allow of MAIL is an earlier verdict of the transaction: still skipped.
+    # At RCPT the allow of MAIL is an earlier finding of the transaction: still skipped.
     rcpt = dataclasses.replace(
         mail_facts(),
         stage=Stage.RCPT,
         recipient=Recipient("<a@example.org>", parse_path("<a@example.org>")),
-        earlier=(allowed,),
+        findings=result.findings,
     )
     pipeline.run(Stage.RCPT, rcpt, services(SITE))
     assert calls == ["relayish@mail", "relayish@rcpt"]
@@ -318,7 +319,7 @@ def test_allow_with_the_real_checks_skips_helo_but_never_opens_the_relay(tmp_pat
         mail_facts(),
         stage=Stage.RCPT,
         recipient=Recipient("<victim@elsewhere.example>", parse_path("<victim@elsewhere.example>")),
-        earlier=at_mail.verdicts,
+        findings=at_mail.findings,
     )
     at_rcpt = pipeline.run(Stage.RCPT, off_site, services(SITE))
     assert at_rcpt.decision is not None

@@ -13,8 +13,9 @@ import yaml
 from mxguard.checks import arc
 from mxguard.dns import Found
 from mxguard.facts import Connection, Facts, Message, Stage
+from mxguard.findings import TrustedSealer
 
-from .fakes import FakeDns, services
+from .fakes import FakeDns, decide, run_check, services
 from .test_dkim import DATA as DKIM_DATA
 from .test_dkim import crlf, split_message
 
@@ -50,7 +51,9 @@ def facts_for(message: bytes, **connection) -> Facts:
 @pytest.mark.parametrize(("name", "message", "records", "cv"), suite_cases())
 def test_valimail_validation_suite(name: str, message: str, records: dict, cv: str) -> None:
     dns = FakeDns(answers={(n.lower(), "TXT"): txt(v) for n, v in records.items()})
-    verdict = arc.check_eom(facts_for(crlf(message.encode())), arc.ArcSettings(), services(dns=dns))
+    verdict = decide(
+        arc.CHECK, facts_for(crlf(message.encode())), arc.ArcSettings(), services(dns=dns)
+    )
     assert verdict is not None and not verdict.refuses
     assert [(a.method, a.result) for a in verdict.auth] == [("arc", EXPECTED[cv])]
 
@@ -80,9 +83,10 @@ TRUSTING = dataclasses.replace(arc.ArcSettings(), trusted_sealers=("lists.exampl
 
 
 def test_trusted_sealer_that_saw_dmarc_pass_leaves_a_finding() -> None:
-    verdict = arc.check_eom(facts_for(sealed("dmarc=pass")), TRUSTING, services(dns=dns_for()))
+    facts = facts_for(sealed("dmarc=pass"))
+    verdict, found = run_check(arc.CHECK, facts, TRUSTING, services(dns=dns_for()))
     assert verdict is not None and verdict.outcome == "arc.trusted-sealer"
-    assert verdict.findings == ((arc.FINDING, "lists.example"),)
+    assert list(found) == [TrustedSealer("lists.example")]
     assert verdict.auth[0].result == "pass"
 
 
@@ -98,19 +102,19 @@ def test_trusted_sealer_that_saw_dmarc_pass_leaves_a_finding() -> None:
     ],
 )
 def test_sealed_results_decide_whether_the_sealer_vouches(aar: str, vouches: bool) -> None:
-    verdict = arc.check_eom(facts_for(sealed(aar)), TRUSTING, services(dns=dns_for()))
+    facts = facts_for(sealed(aar))
+    verdict, found = run_check(arc.CHECK, facts, TRUSTING, services(dns=dns_for()))
     assert verdict is not None
-    assert bool(verdict.findings) is vouches
+    assert (found.known(TrustedSealer) is not None) is vouches
 
 
 def test_untrusted_sealer_or_broken_chain_vouches_for_nothing() -> None:
-    untrusted = arc.check_eom(
-        facts_for(sealed("dmarc=pass")), arc.ArcSettings(), services(dns=dns_for())
-    )
-    assert untrusted is not None and untrusted.findings == () and untrusted.outcome == "arc.pass"
+    facts = facts_for(sealed("dmarc=pass"))
+    untrusted, found = run_check(arc.CHECK, facts, arc.ArcSettings(), services(dns=dns_for()))
+    assert untrusted is not None and len(found) == 0 and untrusted.outcome == "arc.pass"
     altered = sealed("dmarc=pass").replace(b"Hello.", b"Buy now.")
-    broken = arc.check_eom(facts_for(altered), TRUSTING, services(dns=dns_for()))
-    assert broken is not None and broken.findings == () and broken.auth[0].result == "fail"
+    broken, found = run_check(arc.CHECK, facts_for(altered), TRUSTING, services(dns=dns_for()))
+    assert broken is not None and len(found) == 0 and broken.auth[0].result == "fail"
 
 
 def test_sealed_results_parser_never_raises() -> None:
@@ -123,5 +127,6 @@ def test_sealed_results_parser_never_raises() -> None:
 
 def test_exempt_clients_are_not_verified() -> None:
     assert (
-        arc.check_eom(facts_for(sealed("dmarc=pass"), trusted=True), TRUSTING, services()) is None
+        decide(arc.CHECK, facts_for(sealed("dmarc=pass"), trusted=True), TRUSTING, services())
+        is None
     )

@@ -11,10 +11,11 @@ from mxguard import batv, config
 from mxguard.address import parse_path
 from mxguard.checks import access, backscatter
 from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.findings import NONE, Findings
 from mxguard.pipeline import Pipeline, StageResult
 from mxguard.verdict import Action, ChangeSender, ReplaceRecipient
 
-from .fakes import services
+from .fakes import decide, services
 
 NOW = 1_728_000_000.0  # 2024-10-04
 TODAY = batv.day_number(NOW)
@@ -47,7 +48,7 @@ def run_rcpt(
     ini: str = BATV,
     now: float = NOW,
     accepted: tuple[str, ...] = (),
-    earlier: tuple = (),
+    findings: Findings = NONE,
 ) -> StageResult:
     envelope = Envelope(
         sender,
@@ -59,7 +60,7 @@ def run_rcpt(
         connection,
         envelope,
         Recipient(recipient, parse_path(recipient)),
-        earlier=earlier,
+        findings=findings,
     )
     return pipeline(ini).run(Stage.RCPT, facts, services(SITE, now=now))
 
@@ -221,7 +222,7 @@ def test_access_list_allow_skips_the_refusals(tmp_path) -> None:
     facts = Facts(Stage.MAIL, OUTSIDER, Envelope("<>", parse_path("<>", allow_null=True)))
     at_mail = pipe.run(Stage.MAIL, facts, services(SITE, now=NOW))
     assert [v.outcome for v in at_mail.verdicts] == ["access.allow"]
-    result = run_rcpt("<bob@example.org>", ini=REQUIRED, earlier=at_mail.verdicts)
+    result = run_rcpt("<bob@example.org>", ini=REQUIRED, findings=at_mail.findings)
     assert result.decision is None
 
 
@@ -238,8 +239,11 @@ def test_mta_rejected_recipient_is_ignored() -> None:
         Envelope("<>", parse_path("<>", allow_null=True)),
         Recipient("<bob@example.org>", parse_path("<bob@example.org>"), mta_rejected=True),
     )
-    verdict = backscatter.check_rcpt(
-        facts, backscatter.prepare(settings.checks["backscatter"]), services(SITE, now=NOW)
+    verdict = decide(
+        backscatter.CHECK,
+        facts,
+        backscatter.prepare(settings.checks["backscatter"]),
+        services(SITE, now=NOW),
     )
     assert verdict is None
 

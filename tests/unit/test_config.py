@@ -189,6 +189,20 @@ def test_every_problem_is_reported_at_once() -> None:
     assert len(str(raised.value).splitlines()) == 3
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[dkim_sign]\nkey_table = /etc/mxguard/\ud800keys\n",
+        "[dkim_sign]\ndomain = example.org\nselector = s\nkey = /etc/\udcff.key\n",
+        "[access]\nfiles = /etc/mxguard/access, /etc/\udc80\n",
+    ],
+)
+def test_a_lone_surrogate_in_a_path_is_a_config_error(text: str) -> None:
+    """Found by fuzzing: key_table = "\ud800" escaped load() as UnicodeEncodeError."""
+    with pytest.raises(ConfigError, match=r"expected a (file path|comma-separated list of file)"):
+        load(text)
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"missing\.ini: cannot read"):
         config.load(str(tmp_path / "missing.ini"))

@@ -19,7 +19,7 @@ from mxguard.dns import Found, NotFound, Unknown
 from mxguard.facts import Connection, Envelope, Facts, Message, Stage
 from mxguard.verdict import Action
 
-from .fakes import FakeDns, services
+from .fakes import FakeDns, decide, services
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "dkim"
 CORPUS = DATA / "mail-dkim"
@@ -227,7 +227,7 @@ def test_mail_dkim_corpus(name: str, expected: str) -> None:
         message=message,
     )
     dns = FakeDns(answers={(n, "TXT"): a for n, a in corpus_dns().items()})
-    verdict = dkim_check.check_eom(facts, dkim_check.DkimSettings(), services(dns=dns))
+    verdict = decide(dkim_check.CHECK, facts, dkim_check.DkimSettings(), services(dns=dns))
     assert verdict is not None and verdict.action is Action.CONTINUE
     results = [auth.result for auth in verdict.auth]
     if expected != "pass":
@@ -273,7 +273,9 @@ def dns_with_keys() -> FakeDns:
 def test_check_records_each_signature_with_d_s_and_b() -> None:
     message = signed(signed(), include_headers=[b"from"])
     dns = dns_with_keys()
-    verdict = dkim_check.check_eom(eom_facts(message), dkim_check.DkimSettings(), services(dns=dns))
+    verdict = decide(
+        dkim_check.CHECK, eom_facts(message), dkim_check.DkimSettings(), services(dns=dns)
+    )
     assert verdict is not None and verdict.outcome == "dkim.pass"
     assert len(verdict.auth) == 2
     for auth in verdict.auth:
@@ -287,20 +289,23 @@ def test_check_records_each_signature_with_d_s_and_b() -> None:
 
 
 def test_check_without_signature_records_none_and_refuses_nothing() -> None:
-    verdict = dkim_check.check_eom(eom_facts(PLAIN), dkim_check.DkimSettings(), services())
+    verdict = decide(dkim_check.CHECK, eom_facts(PLAIN), dkim_check.DkimSettings(), services())
     assert verdict is not None and verdict.action is Action.CONTINUE
     assert [(a.method, a.result) for a in verdict.auth] == [("dkim", "none")]
 
 
 def test_failure_refused_only_when_fail_action_says_so() -> None:
     broken = signed().replace(b"Hello.", b"Hellp.")
-    default = dkim_check.check_eom(
-        eom_facts(broken), dkim_check.DkimSettings(), services(dns=dns_with_keys())
+    default = decide(
+        dkim_check.CHECK,
+        eom_facts(broken),
+        dkim_check.DkimSettings(),
+        services(dns=dns_with_keys()),
     )
     assert default is not None and default.action is Action.CONTINUE
     assert default.auth[0].result == "fail"
     strict = dataclasses.replace(dkim_check.DkimSettings(), fail_action="reject")
-    verdict = dkim_check.check_eom(eom_facts(broken), strict, services(dns=dns_with_keys()))
+    verdict = decide(dkim_check.CHECK, eom_facts(broken), strict, services(dns=dns_with_keys()))
     assert verdict is not None and verdict.action is Action.REJECT
     assert verdict.text.startswith("dkim: no valid signature: example.com: fail")
 
@@ -308,7 +313,10 @@ def test_failure_refused_only_when_fail_action_says_so() -> None:
 def test_trusted_and_authenticated_clients_are_not_verified() -> None:
     settings = dkim_check.DkimSettings()
     for connection in ({"trusted": True}, {"auth_user": "carol"}):
-        assert dkim_check.check_eom(eom_facts(signed(), **connection), settings, services()) is None
+        assert (
+            decide(dkim_check.CHECK, eom_facts(signed(), **connection), settings, services())
+            is None
+        )
 
 
 # -- garbage key records: permerror for that signature, never an internal error --------------

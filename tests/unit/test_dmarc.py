@@ -23,10 +23,11 @@ from mxguard.checks.dmarc import DmarcSettings
 from mxguard.dmarc import Discovery, DmarcRecord, DmarcRecordError
 from mxguard.dns import DnsResult, Found, NotFound, Query, Unknown
 from mxguard.facts import Connection, Envelope, Facts, Message, Stage
+from mxguard.findings import CouldNotTell, DkimSignatures, SpfResults, TrustedSealer
 from mxguard.headers import authentication_results
 from mxguard.options import Mode, specs
 from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action, AuthResult, Verdict, passed
+from mxguard.verdict import Action, AuthResult, Verdict
 from tests.unit import fakes
 
 VECTORS = Path(__file__).parent.parent / "data" / "dmarc" / "opendmarc_vectors.tsv"
@@ -548,27 +549,21 @@ def record(*texts: str) -> Found:
     return Found(tuple((text.encode(),) for text in texts), 300)
 
 
-def spf(result: str, value: str, identity: str = "mailfrom") -> Verdict:
-    auth = AuthResult("spf", result, properties=(("smtp", identity, value),))
-    return passed("spf", result, auth=(auth,))
+def spf(result: str, value: str, identity: str = "mailfrom") -> SpfResults:
+    return fakes.spf_results(result, value, identity)
 
 
-def dkim(*signatures: tuple[str, str]) -> Verdict:
-    auth = tuple(
-        AuthResult("dkim", result, properties=(("header", "d", domain), ("header", "s", "sel")))
-        for domain, result in signatures
-    )
-    return passed("dkim", "done", auth=auth)
+def dkim(*signatures: tuple[str, str]) -> DkimSignatures:
+    return fakes.dkim_signatures(*signatures)
 
 
-def arc_sealer(domain: str) -> Verdict:
-    verdict = passed("arc", "trusted-sealer", auth=(AuthResult("arc", "pass"),))
-    return dataclasses.replace(verdict, findings=(("arc.trusted-sealer", domain),))
+def arc_sealer(domain: str) -> TrustedSealer:
+    return TrustedSealer(domain)
 
 
 def eom(
     from_value: str | None = "Boss <boss@example.com>",
-    earlier: tuple[Verdict, ...] = (),
+    earlier: tuple = (),
     sender: str = "<bounce@bounce.evil.test>",
     **connection: object,
 ) -> Facts:
@@ -580,7 +575,7 @@ def eom(
         Connection(client_ip=CLIENT, helo="mx.evil.test", **connection),
         Envelope(sender, parse_path(sender, allow_null=True)),
         message=Message.from_text(headers),
-        earlier=earlier,
+        findings=fakes.findings(*earlier),
     )
 
 
@@ -594,7 +589,7 @@ def run(
     dns = fakes.FakeDns({(name, "TXT"): answer for name, answer in (answers or {}).items()})
     if monkeypatch is not None:
         monkeypatch.setattr(check, "draw_sample", lambda: sample)
-    return check.check_eom(facts, settings, fakes.services(dns=dns)), dns
+    return fakes.decide(check.CHECK, facts, settings, fakes.services(dns=dns)), dns
 
 
 REJECT = {"_dmarc.example.com": record("v=DMARC1; p=reject")}
@@ -645,7 +640,7 @@ def test_no_spf_verdict_and_failed_signatures_are_named() -> None:
         pytest.param((spf("pass", "example.com"),), "SPF", id="spf-domain-only"),
     ],
 )
-def test_aligned_pass(earlier: tuple[Verdict, ...], aligned_by: str) -> None:
+def test_aligned_pass(earlier: tuple, aligned_by: str) -> None:
     verdict, _ = run(eom(earlier=earlier), REJECT)
     assert verdict.action is Action.CONTINUE and verdict.outcome == "dmarc.pass"
     assert verdict.reason.startswith(f"{aligned_by} pass aligned for ")
@@ -665,7 +660,7 @@ def test_aligned_pass(earlier: tuple[Verdict, ...], aligned_by: str) -> None:
         pytest.param("adkim=r", (dkim(("mail.example.com", "pass")),), Action.CONTINUE),
     ],
 )
-def test_strict_and_relaxed(tags: str, earlier: tuple[Verdict, ...], action: Action) -> None:
+def test_strict_and_relaxed(tags: str, earlier: tuple, action: Action) -> None:
     answers = {"_dmarc.example.com": record(f"v=DMARC1; p=reject; {tags}")}
     verdict, _ = run(eom(earlier=earlier), answers)
     assert verdict.action is action
@@ -845,7 +840,7 @@ def test_our_own_clients_are_not_checked(connection: dict) -> None:
     facts = eom(**connection)
     verdict, dns = run(facts, REJECT)
     assert verdict is None and dns.asked == []
-    assert list(check.ask_at_eom(facts, SETTINGS, fakes.services())) == []
+    assert check.CHECK.exempts(facts.connection, allowed=False)  # no prefetch either
 
 
 def test_no_message_no_verdict() -> None:
@@ -953,3 +948,44 @@ def test_check_declaration() -> None:
         "accept",
     )
     assert all("\n" not in spec.doc for spec in options.values())
+
+
+# --- identifiers that could not be checked ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("earlier", "why"),
+    [
+        pytest.param((dkim(("example.com", "temperror")),), "DKIM", id="dkim-temperror"),
+        pytest.param((spf("temperror", "b@example.com"),), "SPF", id="spf-temperror"),
+        pytest.param(
+            (CouldNotTell(DkimSignatures, "dkim: internal error"),), "DKIM", id="dkim-raised"
+        ),
+        pytest.param((CouldNotTell(SpfResults, "spf: internal error"),), "SPF", id="spf-raised"),
+    ],
+)
+def test_an_aligned_identifier_that_could_not_be_checked_defers(earlier: tuple, why: str) -> None:
+    verdict, _ = run(eom(earlier=(spf("pass", "b@forwarder.example"), *earlier)), REJECT)
+    assert verdict is not None and verdict.action is Action.TEMPFAIL
+    assert (verdict.reply.smtp_code, verdict.reply.dsn_code) == ("451", "4.4.3")
+    assert f"{why} could not be checked for example.com, which would align" in verdict.text
+    assert verdict.auth[0].result == "temperror"
+
+
+def test_an_unaligned_identifier_that_could_not_be_checked_changes_nothing() -> None:
+    earlier = (dkim(("elsewhere.example", "temperror")),)
+    verdict, _ = run(eom(earlier=earlier), REJECT)
+    assert verdict is not None and verdict.action is Action.REJECT
+
+
+def test_could_not_tell_under_p_none_is_recorded_not_deferred() -> None:
+    answers = {"_dmarc.example.com": record("v=DMARC1; p=none")}
+    verdict, _ = run(eom(earlier=(dkim(("example.com", "temperror")),)), answers)
+    assert verdict is not None and verdict.action is Action.CONTINUE
+    assert verdict.outcome == "dmarc.temperror" and verdict.auth[0].result == "temperror"
+
+
+def test_an_arc_check_that_raised_defers_what_a_sealer_might_excuse() -> None:
+    earlier = (CouldNotTell(TrustedSealer, "arc: internal error"),)
+    verdict, _ = run(eom(earlier=earlier), REJECT)
+    assert verdict is not None and verdict.action is Action.TEMPFAIL

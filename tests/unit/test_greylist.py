@@ -17,10 +17,11 @@ from mxguard.check import Services
 from mxguard.checks import greylist
 from mxguard.errors import ConfigError, StoreError
 from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.findings import Allowed, CouldNotTell, Findings, SpfIdentity, SpfResults
 from mxguard.notices import Notices
 from mxguard.pipeline import Pipeline
 from mxguard.store import RedisStore, SqliteStore, Store
-from mxguard.verdict import Action, AuthResult, Verdict, allow, passed
+from mxguard.verdict import Action, Verdict
 from tests.support.redisserver import RedisServer
 
 from .fakes import FakeClock, FakeDns
@@ -75,7 +76,7 @@ def facts(
     ip: str = "203.0.113.9",
     sender: str = "<Bob@Sender.Example>",
     rcpt: str = "<alice@example.org>",
-    earlier: tuple = (),
+    findings: tuple = (),
     **connection: object,
 ) -> Facts:
     return Facts(
@@ -83,16 +84,12 @@ def facts(
         Connection(client_ip=ipaddress.ip_address(ip), **connection),  # type: ignore[arg-type]
         Envelope(sender, parse_path(sender, allow_null=True)),
         Recipient(rcpt, parse_path(rcpt)),
-        earlier=earlier,
+        findings=Findings(findings),
     )
 
 
-def spf_pass(address: str) -> Verdict:
-    return passed(
-        "spf",
-        "pass",
-        auth=(AuthResult("spf", "pass", properties=(("smtp", "mailfrom", address),)),),
-    )
+def spf_pass(address: str) -> SpfResults:
+    return SpfResults(mailfrom=SpfIdentity(address.rpartition("@")[2], "pass"))
 
 
 def assert_deferred(verdict: Verdict | None, wait: str = "5 minutes") -> None:
@@ -206,8 +203,8 @@ def test_our_own_clients_are_exempt(mx: Mx, connection: dict) -> None:
 
 
 def test_access_allow_is_exempt_through_the_pipeline(mx: Mx) -> None:
-    allowed = (allow("access", "allow", "partner relays"),)
-    assert mx.decide(facts(earlier=allowed)) is None
+    allowed = (Allowed("partner relays"),)
+    assert mx.decide(facts(findings=allowed)) is None
     assert_deferred(mx.decide(facts()))
 
 
@@ -225,7 +222,7 @@ def test_spf_pass_for_a_skip_domain_is_exempt(
 ) -> None:
     _kind, store, clock = backend
     mx = make_mx(store, clock, ENABLED + "skip_spf_pass_domains = Sender.Example.\n")
-    verdict = mx.decide(facts(sender=f"<{address}>", earlier=(spf_pass(address),)))
+    verdict = mx.decide(facts(sender=f"<{address}>", findings=(spf_pass(address),)))
     if exempt:
         assert verdict is None
     else:
@@ -234,20 +231,12 @@ def test_spf_pass_for_a_skip_domain_is_exempt(
 
 def test_spf_other_results_or_helo_pass_are_not_exempt(mx: Mx) -> None:
     mx = make_mx(mx.store, mx.clock, ENABLED + "skip_spf_pass_domains = sender.example\n")
-    softfail = passed(
-        "spf",
-        "softfail",
-        auth=(
-            AuthResult("spf", "softfail", properties=(("smtp", "mailfrom", "b@sender.example"),)),
-        ),
-    )
-    helo = passed(
-        "spf",
-        "pass",
-        auth=(AuthResult("spf", "pass", properties=(("smtp", "helo", "sender.example"),)),),
-    )
-    assert_deferred(mx.decide(facts(earlier=(softfail,))))
-    assert_deferred(mx.decide(facts(rcpt="<carol@example.org>", earlier=(helo,))))
+    softfail = SpfResults(mailfrom=SpfIdentity("sender.example", "softfail"))
+    helo = SpfResults(helo=SpfIdentity("sender.example", "pass"))
+    untold = CouldNotTell(SpfResults, "spf: internal error")
+    assert_deferred(mx.decide(facts(findings=(softfail,))))
+    assert_deferred(mx.decide(facts(rcpt="<carol@example.org>", findings=(helo,))))
+    assert_deferred(mx.decide(facts(rcpt="<dave@example.org>", findings=(untold,))))
 
 
 def test_recipient_the_mta_refused_is_not_greylisted(mx: Mx) -> None:

@@ -15,7 +15,7 @@ from mxguard.facts import Connection, Envelope, Facts, Stage
 from mxguard.pipeline import Pipeline
 from mxguard.verdict import Action, Verdict
 
-from .fakes import services
+from .fakes import run_check, services
 
 SITE = (
     "[milter]\n"
@@ -50,7 +50,7 @@ def decide(
     """The helo check's verdict, with ``options`` added to a [helo] section."""
     text = ini + "[helo]\n" + options
     settings = config.load("t.ini", text=text).checks["helo"]
-    return helo.check_mail(mail_facts(helo_name, connection), settings, services(text))
+    return run_check(helo.CHECK, mail_facts(helo_name, connection), settings, services(text))[0]
 
 
 def assert_rejected(verdict: Verdict | None, outcome: str, fragment: str) -> None:

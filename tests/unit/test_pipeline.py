@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import re
 from dataclasses import dataclass
 
 import pytest
 
-from mxguard.check import Check
+from mxguard import config
+from mxguard.check import OUR_CLIENTS, Check, Result
 from mxguard.dns import Query
+from mxguard.errors import ConfigError
 from mxguard.facts import Connection, Facts, Stage
+from mxguard.findings import Allowed, CouldNotTell, Finding, Findings
 from mxguard.options import CheckSettings, Mode
 from mxguard.pipeline import Pipeline
 from mxguard.verdict import Action, Replies, allow, reject, tag, tempfail
@@ -40,7 +44,7 @@ def make_check(name: str, action: str | None, calls: Calls, queries: tuple[Query
         if action == "tag":
             return tag(name, "odd", "hmm")
         if action == "allow":
-            return allow(name, "listed", "known friend")
+            return Result(allow(name, "listed", "known friend"), (Allowed("known friend"),))
         return None
 
     return Check(
@@ -132,7 +136,7 @@ def test_acts_on_only_stages_with_checks() -> None:
 
 def test_allow_skips_the_inbound_checks_that_follow() -> None:
     calls = Calls([])
-    relay_like = dataclasses.replace(make_check("relay", "reject", calls), inbound=False)
+    relay_like = dataclasses.replace(make_check("relay", "reject", calls), exempt=OUR_CLIENTS)
     pipeline = Pipeline(
         [
             (make_check("before", "tag", calls), ENFORCE),
@@ -149,7 +153,7 @@ def test_allow_skips_the_inbound_checks_that_follow() -> None:
 def test_allow_from_an_earlier_stage_skips_inbound_checks() -> None:
     calls = Calls([])
     pipeline = Pipeline([(make_check("dnsbl", "reject", calls), ENFORCE)])
-    earlier = dataclasses.replace(FACTS, earlier=(allow("access", "listed", "friend"),))
+    earlier = FACTS.knowing(Findings([Allowed("friend")]))
     assert pipeline.run(Stage.MAIL, earlier, services()).decision is None
     assert calls.names == []
 
@@ -192,3 +196,83 @@ def test_prepare_turns_settings_into_what_stage_functions_get() -> None:
     )
     Pipeline([(check, MONITOR)]).run(Stage.MAIL, FACTS, services())
     assert seen == [("loaded", Mode.MONITOR)]
+
+
+# --- findings between checks --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Seen(Finding):
+    value: str
+
+
+def providing(name: str, calls: Calls, action: str = "provide") -> Check:
+    def run(facts, settings, svc):
+        calls.names.append(name)
+        if action == "raise":
+            raise RuntimeError("bug")
+        return Result(None, (Seen("x"),))
+
+    return Check(
+        name=name,
+        summary=name,
+        settings=CheckSettings,
+        stages={Stage.MAIL: run},
+        provides=frozenset({Seen}),
+    )
+
+
+def needing(name: str, calls: Calls, found: list) -> Check:
+    def run(facts, settings, svc):
+        calls.names.append(name)
+        found.append(facts.findings.get(Seen))
+        return None
+
+    return Check(
+        name=name,
+        summary=name,
+        settings=CheckSettings,
+        stages={Stage.MAIL: run},
+        needs=frozenset({Seen}),
+    )
+
+
+def test_a_check_sees_the_findings_of_the_checks_before_it() -> None:
+    calls, found = Calls([]), []
+    pipeline = Pipeline([(providing("p", calls), ENFORCE), (needing("n", calls, found), ENFORCE)])
+    result = pipeline.run(Stage.MAIL, FACTS, services())
+    assert found == [Seen("x")] and result.findings.known(Seen) == Seen("x")
+
+
+def test_a_provider_that_raised_leaves_could_not_tell_not_absent() -> None:
+    calls, found = Calls([]), []
+    pipeline = Pipeline(
+        [(providing("p", calls, "raise"), ENFORCE), (needing("n", calls, found), ENFORCE)]
+    )
+    result = pipeline.run(Stage.MAIL, FACTS, services())
+    assert result.decision is not None and result.decision.reply == Replies.INTERNAL_ERROR
+    (untold,) = found
+    assert isinstance(untold, CouldNotTell) and untold.reason == "p: internal error"
+    assert result.findings.known(Seen) is None and result.findings.unknown(Seen) == untold
+
+
+def test_an_order_that_puts_a_check_before_what_it_needs_is_refused() -> None:
+    calls = Calls([])
+    with pytest.raises(
+        ConfigError,
+        match=r"t\.ini: \[milter\] order: n comes before p, whose "
+        r"findings \(Seen\) it needs at the same stage; expected p before n",
+    ):
+        Pipeline([(needing("n", calls, []), ENFORCE), (providing("p", calls), ENFORCE)], "t.ini")
+
+
+def test_the_real_checks_order_is_checked_at_load() -> None:
+    for order, named in (
+        ("spoof, spf", "spoof comes before spf"),
+        ("dmarc, dkim", "dmarc comes before dkim"),
+    ):
+        settings = config.load("t.ini", text=f"[milter]\norder = {order}\n")
+        with pytest.raises(ConfigError, match=re.escape(f"t.ini: [milter] order: {named}")):
+            Pipeline(settings.ordered_checks(), source=settings.path)
+    default = config.load("t.ini", text="")
+    Pipeline(default.ordered_checks(), source=default.path)  # the shipped order works

@@ -16,10 +16,11 @@ from mxguard.address import parse_path
 from mxguard.check import Check
 from mxguard.checks import received
 from mxguard.facts import Connection, Envelope, Facts, Message, Stage
+from mxguard.findings import Allowed
 from mxguard.options import CheckSettings
 from mxguard.pipeline import Pipeline, StageResult
 from mxguard.received import Hop, parse
-from mxguard.verdict import Action, AuthResult, Verdict, allow, reject
+from mxguard.verdict import Action, Verdict, reject
 from tests.unit import fakes
 
 ip = ipaddress.ip_address
@@ -516,7 +517,7 @@ def run(
     client_ip=STRANGER,
     trusted: bool = False,
     auth_user: str = "",
-    earlier: tuple[Verdict, ...] = (),
+    earlier: tuple = (),
     ini: str = SITE,
     **changes: object,
 ) -> Verdict | None:
@@ -526,10 +527,10 @@ def run(
         Connection(client_ip=client_ip, trusted=trusted, auth_user=auth_user),
         Envelope("<a@sender.example>", parse_path("<a@sender.example>")),
         message=Message.from_text([("Received", value) for value in fields]),
-        earlier=earlier,
+        findings=fakes.findings(*earlier),
     )
     services = fakes.services(ini, now=NOW.timestamp())
-    return received.check_eom(facts, replace(DEFAULTS, **changes), services)
+    return fakes.decide(received.CHECK, facts, replace(DEFAULTS, **changes), services)
 
 
 def test_a_clean_message_passes() -> None:
@@ -562,7 +563,7 @@ def test_max_hops_is_configurable_and_zero_means_no_limit() -> None:
     [
         pytest.param({"trusted": True, "client_ip": RELAY}, id="trusted"),
         pytest.param({"auth_user": "carol"}, id="authenticated"),
-        pytest.param({"earlier": (allow("access", "allow", "listed"),)}, id="access-allowed"),
+        pytest.param({"earlier": (Allowed("listed"),)}, id="access-allowed"),
         pytest.param({"forged": "off"}, id="forged-off"),
     ],
 )
@@ -576,7 +577,7 @@ def test_the_loop_holds_in_the_pipeline_after_an_access_allow() -> None:
         Stage.EOM,
         Connection(client_ip=STRANGER),
         message=Message.from_text([("Received", hop_text())] * 51),
-        earlier=(allow("access", "allow", "listed"),),
+        findings=fakes.findings(Allowed("listed")),
     )
     result = pipeline.run(Stage.EOM, facts, fakes.services(SITE))
     assert result.decision is not None and result.decision.outcome == "received.loop"
@@ -585,7 +586,6 @@ def test_the_loop_holds_in_the_pipeline_after_an_access_allow() -> None:
 def test_unparsed_fields_are_counted_not_refused() -> None:
     verdict = run("garbage", *CLEAN, "\x00\ufffd")
     assert verdict.action is Action.CONTINUE and verdict.outcome == "received.unparsed"
-    assert verdict.findings == (("received.unparsed", "2"),)
     assert verdict.reason == "2 of 5 Received fields do not parse"
     assert verdict.auth == ()
 
@@ -594,7 +594,7 @@ def test_a_megabyte_field_in_a_message() -> None:
     start = time.perf_counter()
     verdict = run(CLEAN[0], "(" + "x (" * (MEGABYTE // 3))
     assert time.perf_counter() - start < 0.5
-    assert verdict.findings == (("received.unparsed", "1"),)
+    assert verdict.reason == "1 of 2 Received fields do not parse"
 
 
 def test_undecodable_bytes_and_nul_in_raw_fields() -> None:
@@ -604,7 +604,9 @@ def test_undecodable_bytes_and_nul_in_raw_fields() -> None:
         Connection(client_ip=STRANGER),
         message=Message.from_raw([(b"Received", raw)]),
     )
-    verdict = received.check_eom(facts, DEFAULTS, fakes.services(SITE, now=NOW.timestamp()))
+    verdict = fakes.decide(
+        received.CHECK, facts, DEFAULTS, fakes.services(SITE, now=NOW.timestamp())
+    )
     # "mx.example.org\ufffd\ufffd" is not our host name, and nothing else is forged.
     assert verdict is None
 
@@ -734,10 +736,10 @@ def test_forged_tag_and_off() -> None:
     assert run(forged, forged="off") is None
 
 
-def test_forged_keeps_the_unparsed_count() -> None:
+def test_forged_decides_over_unparsed_fields() -> None:
     verdict = run("garbage", hop_text(by="mx.example.org"))
     assert verdict.outcome == "received.forged"
-    assert verdict.findings == (("received.unparsed", "1"),)
+    assert "do not parse" not in verdict.reason
 
 
 @pytest.mark.parametrize(
@@ -745,7 +747,7 @@ def test_forged_keeps_the_unparsed_count() -> None:
     [
         pytest.param({"trusted": True, "client_ip": RELAY}, id="trusted"),
         pytest.param({"auth_user": "carol@example.org"}, id="authenticated"),
-        pytest.param({"earlier": (allow("access", "allow", "listed"),)}, id="access-allowed"),
+        pytest.param({"earlier": (Allowed("listed"),)}, id="access-allowed"),
     ],
 )
 def test_our_own_clients_are_not_judged(client: dict) -> None:
@@ -767,20 +769,28 @@ FRONT_END = (
 def test_find_client_names_the_first_outside_hop() -> None:
     verdict = run(*FRONT_END, client_ip=RELAY, trusted=True, find_client=True)
     assert verdict.action is Action.CONTINUE and verdict.outcome == "received.client"
-    assert verdict.findings == (
-        ("received.client-ip", "203.0.113.7"),
-        ("received.client-helo", "client.sender.example"),
-    )
+    assert verdict.reason == "the client outside our relays is 203.0.113.7"
     assert verdict.auth == ()
+    facts = Facts(
+        Stage.EOM,
+        Connection(client_ip=RELAY, trusted=True),
+        message=Message.from_text([("Received", value) for value in FRONT_END]),
+    )
+    services = fakes.services(SITE, now=NOW.timestamp())
+    outside = received.real_client(facts, replace(DEFAULTS, find_client=True), services)
+    assert outside is not None
+    assert (str(outside.connection.client_ip), outside.connection.helo) == (
+        "203.0.113.7",
+        "client.sender.example",
+    )
+    assert (outside.connection.trusted, outside.connection.relay_ip) == (False, RELAY)
 
 
 def test_find_client_walks_across_our_relays() -> None:
     chain = (hop_text("relay2", "relay2 [10.0.0.9]", "front.example.org"), *FRONT_END)
     verdict = run(*chain, "garbage", client_ip=RELAY, trusted=True, find_client=True)
-    assert verdict.findings == (
-        ("received.unparsed", "1"),
-        ("received.client-ip", "203.0.113.7"),
-        ("received.client-helo", "client.sender.example"),
+    assert verdict.reason == (
+        "1 of 7 Received fields do not parse; the client outside our relays is 203.0.113.7"
     )
     assert verdict.outcome == "received.unparsed"
 
@@ -814,7 +824,7 @@ def test_first_untrusted_hop() -> None:
 
 def test_declaration_and_defaults() -> None:
     assert received.CHECK.name == "received" and set(received.CHECK.stages) == {Stage.EOM}
-    assert received.CHECK.inbound is False
+    assert received.CHECK.exempt == frozenset()
     assert [spec.name for spec in options.specs(received.ReceivedSettings)] == [
         "enabled",
         "mode",
@@ -835,9 +845,8 @@ def test_forged_accepts_only_its_choices() -> None:
         spec.kind.parse("drop")
 
 
-def dkim_pass(domain: str, result: str = "pass") -> tuple[Verdict, ...]:
-    auth = AuthResult("dkim", result, properties=(("header", "d", domain),))
-    return (Verdict(Action.CONTINUE, "dkim", "dkim.pass", "", auth=(auth,)),)
+def dkim_pass(domain: str, result: str = "pass") -> tuple:
+    return (fakes.dkim_signatures((domain, result)),)
 
 
 def test_our_own_signed_mail_coming_back_from_a_list_is_not_forged() -> None:

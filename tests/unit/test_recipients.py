@@ -18,7 +18,7 @@ from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
 from mxguard.notices import Notices
 from mxguard.verdict import Action, Replies
 
-from .fakes import FakeClock, FakeDns
+from .fakes import FakeClock, FakeDns, run_check
 
 SITE = "[milter]\nlocal_domains = example.org, example.net\nhostnames = mx.example.org\n"
 OUTSIDER = Connection(client_ip=ipaddress.ip_address("203.0.113.9"))
@@ -52,7 +52,7 @@ def decide(raw: str, prep, services: Services, connection: Connection = OUTSIDER
         Envelope("<x@sender.example>", parse_path("<x@sender.example>")),
         Recipient(raw, parse_path(raw), **kw),
     )
-    return recipients.check_rcpt(facts, prep, services)
+    return run_check(recipients.CHECK, facts, prep, services)[0]
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_unknown_local_recipient_gets_550_511_and_says_nothing_more(listfile: Pa
 def test_applies_to_trusted_clients_too(listfile: Path) -> None:
     verdict = decide("<carol@example.org>", prepared(listfile), make_services(FakeClock()), TRUSTED)
     assert verdict is not None and verdict.reply == Replies.UNKNOWN_USER
-    assert recipients.CHECK.inbound is False
+    assert recipients.CHECK.exempt == frozenset()
 
 
 def test_mta_rejected_recipient_is_left_to_the_mta(listfile: Path) -> None:

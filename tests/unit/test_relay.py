@@ -12,7 +12,7 @@ from mxguard.checks import relay
 from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
 from mxguard.verdict import Action
 
-from .fakes import services
+from .fakes import run_check, services
 
 SITE = "[milter]\nlocal_domains = example.org, example.net\nhostnames = mx.example.org\n"
 OUTSIDER = Connection(
@@ -31,7 +31,7 @@ def decide(
         Envelope("<x@sender.example>", parse_path("<x@sender.example>")),
         Recipient(raw, parse_path(raw), mta_rejected=mta_rejected),
     )
-    return relay.check_rcpt(facts, settings, services(ini))
+    return run_check(relay.CHECK, facts, settings, services(ini))[0]
 
 
 @pytest.mark.parametrize(

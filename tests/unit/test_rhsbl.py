@@ -16,9 +16,11 @@ from mxguard.checks import dnsbl, rhsbl
 from mxguard.dns import ConnectionLookups, Resolver
 from mxguard.errors import ConfigError
 from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.findings import ListingWeight
 from mxguard.notices import Notices
 from mxguard.pipeline import Pipeline, StageResult
-from mxguard.verdict import Action, Verdict
+from mxguard.session import Session
+from mxguard.verdict import Action
 from tests.support.dnsserver import TestDnsServer
 
 from .fakes import FakeClock
@@ -98,11 +100,12 @@ def converse(
     rcpt = Recipient("<alice@example.test>", parse_path("<alice@example.test>"))
     steps += [(f"rcpt{n}", Facts(Stage.RCPT, conn, envelope, rcpt)) for n in range(1, rcpts + 1)]
     results: dict[str, StageResult] = {}
-    seen: tuple[Verdict, ...] = ()
+    session = Session()
     for name, facts in steps:
-        result = pipeline.run(facts.stage, replace(facts, earlier=seen), services)
+        facts = session.facts(facts.stage, facts.connection, facts.envelope, facts.recipient)
+        result = pipeline.run(facts.stage, facts, services)
         results[name] = result
-        seen += result.verdicts
+        session.record(facts.stage, result)
     results["rcpt"] = results[f"rcpt{rcpts}"]
     return results
 
@@ -220,7 +223,7 @@ def test_below_threshold_tag_names_domains_and_weights(resolver) -> None:
     assert verdict.reason == (
         "bad.example listed by dbl.example, badhelo.example listed by dbl.example (weight 1 of 5)"
     )
-    assert verdict.weight == 1
+    assert verdict.check == "rhsbl"  # it provides no weight: that is the dnsbl's finding
 
 
 # --------------------------------------------------------------------------- the shared total
@@ -239,7 +242,10 @@ def shared(rhsbl_options: str = "threshold = 2", dnsbl_options: str = "threshold
 def test_dnsbl_tag_carries_its_weight(resolver) -> None:
     result = converse(resolver, shared(), "<a@clean.example>", ip=LISTED_IP, checks=BOTH)
     [tag] = result["rcpt"].verdicts
-    assert (tag.outcome, tag.weight) == ("dnsbl.below-threshold", 1)
+    assert tag.outcome == "dnsbl.below-threshold"
+    assert result["rcpt"].findings.known(ListingWeight) == ListingWeight(
+        1, "203.0.113.9 listed by zen.example"
+    )
 
 
 def test_dnsbl_weight_completes_the_total(resolver) -> None:

@@ -12,11 +12,13 @@ from mxguard.address import parse_path
 from mxguard.check import Services
 from mxguard.checks import spoof
 from mxguard.dns import ConnectionLookups, Resolver
+from mxguard.domains import within
 from mxguard.errors import ConfigError
 from mxguard.facts import Connection, Envelope, Facts, Message, Stage
+from mxguard.findings import TrustedSealer
 from mxguard.notices import Notices
 from mxguard.pipeline import Pipeline, StageResult
-from mxguard.verdict import Action, AuthResult, Verdict, passed
+from mxguard.verdict import Action, Verdict
 from tests.support.dnsserver import TestDnsServer
 from tests.unit import fakes
 
@@ -228,13 +230,14 @@ def test_without_local_domains_nothing_is_ours(resolver: Resolver) -> None:
         Connection(client_ip=STRANGER),
         Envelope("<a@example.org>", parse_path("<a@example.org>")),
     )
-    assert spoof.check_mail(facts, settings, services) is None
+    assert fakes.decide(spoof.CHECK, facts, settings, services) is None
 
 
-def found(method: str, result: str, ptype: str, name: str, value: str) -> tuple[Verdict, ...]:
-    """An earlier verdict carrying one Authentication-Results entry."""
-    auth = AuthResult(method, result, properties=((ptype, name, value),))
-    return (passed(method, result, auth=(auth,)),)
+def found(method: str, result: str, ptype: str, name: str, value: str) -> tuple:
+    """The finding an earlier check provides for one result."""
+    if method == "spf":
+        return (fakes.spf_results(result, value, name),)
+    return (fakes.dkim_signatures((value, result)),)
 
 
 @pytest.mark.parametrize(
@@ -251,8 +254,10 @@ def found(method: str, result: str, ptype: str, name: str, value: str) -> tuple[
         pytest.param(found("dkim", "pass", "header", "d", "x.example"), "", id="other-method"),
     ],
 )
-def test_spf_result_reading(earlier: tuple[Verdict, ...], expected: str) -> None:
-    assert spoof.spf_result(earlier, "x.example") == expected
+def test_spf_result_reading(earlier: tuple, expected: str) -> None:
+    facts = Facts(Stage.MAIL, Connection(client_ip=STRANGER), findings=fakes.findings(*earlier))
+    result = spoof._spf_of(facts, "x.example")
+    assert (result.result if result else "") == expected
 
 
 @pytest.mark.parametrize(
@@ -266,7 +271,9 @@ def test_spf_result_reading(earlier: tuple[Verdict, ...], expected: str) -> None
     ],
 )
 def test_our_domain(domain: str, ours: str) -> None:
-    assert spoof.our_domain(domain, ("example.org", "example.net")) == ours
+    assert within(domain, ("example.org", "example.net")) == ours
+    site = config.load("t.ini", text="[milter]\nlocal_domains = example.org, example.net\n")
+    assert site.milter.our_domain(domain) == ours
 
 
 def test_bad_forwarders_name_file_section_and_option() -> None:
@@ -279,7 +286,7 @@ def test_bad_forwarders_name_file_section_and_option() -> None:
 
 def eom(
     from_values: tuple[str, ...],
-    earlier: tuple[Verdict, ...] = (),
+    earlier: tuple = (),
     ip: str = "192.0.2.7",
     **connection,
 ) -> Verdict | None:
@@ -288,12 +295,12 @@ def eom(
         Connection(client_ip=ipaddress.ip_address(ip), **connection),
         Envelope("<bounce@lists.example>", parse_path("<bounce@lists.example>")),
         message=Message.from_text([("From", value) for value in from_values]),
-        earlier=earlier,
+        findings=fakes.findings(*earlier),
     )
-    return spoof.check_eom(facts, spoof.SpoofSettings(), fakes.services(SITE))
+    return fakes.decide(spoof.CHECK, facts, spoof.SpoofSettings(), fakes.services(SITE))
 
 
-def dkim(domain: str, result: str = "pass") -> tuple[Verdict, ...]:
+def dkim(domain: str, result: str = "pass") -> tuple:
     return found("dkim", result, "header", "d", domain)
 
 
@@ -341,15 +348,7 @@ def test_malformed_from_naming_our_domain_is_refused_even_with_dkim(values) -> N
         (("ceo@example.org",), (), {"auth_user": "ceo"}),
         (
             ("ceo@example.org",),
-            (
-                Verdict(
-                    Action.CONTINUE,
-                    "arc",
-                    "arc.trusted-sealer",
-                    "",
-                    findings=(("arc.trusted-sealer", "lists.example"),),
-                ),
-            ),
+            (TrustedSealer("lists.example"),),
             {},
         ),
     ],
@@ -366,4 +365,4 @@ def test_forwarders_may_bring_our_from_back() -> None:
         message=Message.from_text([("From", "ceo@example.org")]),
     )
     settings = config.load("t.ini", text=SITE + "[spoof]\nforwarders = 192.0.2.0/24\n")
-    assert spoof.check_eom(facts, settings.checks["spoof"], fakes.services(SITE)) is None
+    assert fakes.decide(spoof.CHECK, facts, settings.checks["spoof"], fakes.services(SITE)) is None

@@ -43,8 +43,9 @@ from dataclasses import dataclass
 
 from .. import accesslist
 from ..address import Mailbox
-from ..check import Check, Services
+from ..check import Check, Exempt, Result, Services
 from ..facts import Facts, Stage
+from ..findings import Allowed
 from ..options import PATHS, CheckSettings, option
 from ..verdict import Verdict, allow, reject
 
@@ -103,7 +104,9 @@ def prepare(settings: AccessSettings) -> PreparedAccess:
     return PreparedAccess(settings, table)
 
 
-def check_mail(facts: Facts, prepared: PreparedAccess, services: Services) -> Verdict | None:
+def check_mail(
+    facts: Facts, prepared: PreparedAccess, services: Services
+) -> Verdict | Result | None:
     """Allow or deny the client and sender of this transaction by the access files."""
     connection = facts.connection
     sender = facts.envelope.sender if facts.envelope is not None else None
@@ -119,7 +122,8 @@ def check_mail(facts: Facts, prepared: PreparedAccess, services: Services) -> Ve
     if entry.allow:
         # No file path here: the reason also goes into the X-MXGuard header of the message.
         note = f": {entry.text}" if entry.text else ""
-        return allow(NAME, "allow", f"{match.subject} matches {entry.written}{note}")
+        reason = f"{match.subject} matches {entry.written}{note}"
+        return Result(allow(NAME, "allow", reason), (Allowed(reason),))
     if connection.authenticated:
         return None
     verdict = reject(NAME, "deny", entry.text or DEFAULT_TEXT)
@@ -135,6 +139,10 @@ CHECK = Check(
     settings=AccessSettings,
     stages={Stage.MAIL: check_mail},
     prepare=prepare,
+    # Our own clients are looked up too: an allow entry for them is harmless, and a deny
+    # entry still refuses a trusted network's host (SMTP AUTH excuses a deny, see above).
+    exempt=frozenset({Exempt.ALLOWED}),
+    provides=frozenset({Allowed}),
     # Without files there is nothing to decide, and the MTA need not wait for a reply.
     decides_at=lambda settings: {Stage.MAIL} if settings.files else (),
 )

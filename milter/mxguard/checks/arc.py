@@ -8,7 +8,7 @@ the author's DKIM signature and SPF no longer pass and DMARC fails through no fa
 author. When the chain passes and its most recent sealer is one of ``trusted_sealers``, and the
 ARC-Authentication-Results that sealer signed say the message passed when it arrived there
 (``dmarc=pass``; or, where it recorded no DMARC result, ``dkim=pass`` or ``spf=pass``), the
-verdict carries the finding ``arc.trusted-sealer`` and the dmarc check does not refuse or
+check provides the TrustedSealer finding and the dmarc check does not refuse or
 quarantine the message. Only the most recent sealer counts: its message signature covers the
 message as it reaches us; an older trusted seal under a newer untrusted one could sit on top of
 a replayed and altered message.
@@ -21,20 +21,20 @@ Outcomes: arc.pass, arc.fail, arc.none, arc.trusted-sealer.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import authres
 import dkim
 
-from ..check import Check, Services
+from ..check import Check, Result, Services
 from ..dkimverify import quiet_logger
 from ..dns import dkim_txt_function
 from ..facts import Facts, Message, Stage
+from ..findings import TrustedSealer
 from ..options import DOMAINS, INT, CheckSettings, option
 from ..verdict import AuthResult, Verdict, passed
 
 NAME = "arc"
-FINDING = "arc.trusted-sealer"
 
 _INSTANCE = re.compile(r"^\s*i\s*=\s*\d+\s*;", re.ASCII)
 
@@ -85,10 +85,10 @@ def _arc_fields(message: Message) -> int:
     return sum(1 for name, _ in message.headers if name.lower() in _ARC_FIELDS)
 
 
-def check_eom(facts: Facts, settings: ArcSettings, services: Services) -> Verdict | None:
+def check_eom(facts: Facts, settings: ArcSettings, services: Services) -> Verdict | Result | None:
     """Verify the chain; record arc=; note a trusted sealer that vouches for the original."""
     message = facts.message
-    if message is None or facts.connection.exempt:
+    if message is None:
         return None
     count = _arc_fields(message)
     if count == 0:
@@ -99,8 +99,10 @@ def check_eom(facts: Facts, settings: ArcSettings, services: Services) -> Verdic
     verifier = dkim.ARC(message.as_bytes(), logger=quiet_logger())
     try:
         cv, instances, reason = verifier.verify(dnsfunc=dkim_txt_function(services.dns))
-    except dkim.DKIMException as error:
-        cv, instances, reason = dkim.CV_Fail, [], str(error)
+    except Exception as error:
+        # dkimpy raises more than DKIMException on a garbage key or seal (binascii.Error,
+        # AssertionError from its DER parser): a chain we cannot verify is a failed one.
+        cv, instances, reason = dkim.CV_Fail, [], str(error) or type(error).__name__
     result = "pass" if cv == dkim.CV_Pass else "fail"
     verdict = passed(NAME, result, str(reason)[:200], (AuthResult("arc", result),))
     if result != "pass" or not instances:
@@ -111,10 +113,8 @@ def check_eom(facts: Facts, settings: ArcSettings, services: Services) -> Verdic
         sealed_results(newest.get("aar-value", b""))
     ):
         note = f"trusted sealer {sealer} saw the original pass"
-        return replace(
-            passed(NAME, "trusted-sealer", note, (AuthResult("arc", "pass", note),)),
-            findings=((FINDING, sealer),),
-        )
+        verdict = passed(NAME, "trusted-sealer", note, (AuthResult("arc", "pass", note),))
+        return Result(verdict, (TrustedSealer(sealer),))
     return verdict
 
 
@@ -124,4 +124,5 @@ CHECK = Check(
     settings=ArcSettings,
     stages={Stage.EOM: check_eom},
     reads_body=True,
+    provides=frozenset({TrustedSealer}),
 )

@@ -28,10 +28,10 @@ from .. import batv
 from ..address import Mailbox, NullPath, parse_path
 from ..check import Check, Services
 from ..facts import Facts, Stage
+from ..findings import Allowed
 from ..options import BOOL, DURATION, SECRETS, WORDS, CheckSettings, option
 from ..textutil import printable
-from ..verdict import Action, ChangeSender, ReplaceRecipient, Verdict, passed, reject
-from .relay import is_local_domain
+from ..verdict import ChangeSender, ReplaceRecipient, Verdict, passed, reject
 
 NAME = "backscatter"
 MAX_LOCAL_PART_OCTETS = 64
@@ -90,12 +90,12 @@ def _today(services: Services) -> int:
 def check_mail(facts: Facts, prepared: Prepared, services: Services) -> Verdict | None:
     """Tag the envelope sender of our own users' mail."""
     envelope = facts.envelope
-    if not prepared.secrets or envelope is None or not facts.connection.exempt:
+    if not prepared.secrets or envelope is None or not facts.connection.ours:
         return None
     sender = envelope.sender
     if not isinstance(sender, Mailbox) or not sender.domain or sender.literal is not None:
         return None
-    if not is_local_domain(sender.domain, services) or batv.parse_tag(sender.address):
+    if not services.site.receives_for(sender.domain) or batv.parse_tag(sender.address):
         return None
     if sender.quoted or sender.source_route:
         return None  # a tag would need a quoted local part; leave such senders alone
@@ -115,9 +115,9 @@ def check_rcpt(facts: Facts, prepared: Prepared, services: Services) -> Verdict 
     path = recipient.path
     if not isinstance(path, Mailbox) or not path.domain or path.literal is not None:
         return None  # <postmaster>, literals, junk: not ours to judge (relay refuses junk)
-    if not is_local_domain(path.domain, services):
+    if not services.site.receives_for(path.domain):
         return None
-    enforce = not (facts.connection.exempt or any(v.action is Action.ALLOW for v in facts.earlier))
+    enforce = not (facts.connection.ours or facts.findings.known(Allowed) is not None)
     bounce = isinstance(envelope.sender, NullPath)
     shown = printable(recipient.raw.strip().strip("<>"), 200)
     local = path.local_part.lower()
@@ -157,8 +157,9 @@ CHECK = Check(
     summary="BATV tags on our senders; refuse bounces to untagged, forged or expired addresses",
     settings=BackscatterSettings,
     stages={Stage.MAIL: check_mail, Stage.RCPT: check_rcpt},
-    # Not skipped after an access-list allow: untagging valid recipients is delivery, not
-    # filtering. The refusals honour an allow themselves (see check_rcpt).
-    inbound=False,
+    # Run for every client: untagging valid recipients is delivery, not filtering, and our
+    # own clients' senders are the ones tagged. The refusals spare them (see check_rcpt).
+    exempt=frozenset(),
+    needs=frozenset({Allowed}),
     prepare=prepare,
 )

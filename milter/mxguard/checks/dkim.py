@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..check import Check, Services
+from ..check import Check, Result, Services
 from ..dkimverify import SignatureResult, signature_tags, verify_message
 from ..dns import Query
 from ..facts import Facts, Stage
-from ..options import INT, CheckSettings, choice, option
-from ..verdict import AuthResult, Verdict, auth_values, by_severity, passed
+from ..findings import DkimSignature, DkimSignatures
+from ..options import INT, SEVERITY, CheckSettings, option
+from ..verdict import AuthResult, by_severity, passed
 
 NAME = "dkim"
 
@@ -49,15 +50,8 @@ class DkimSettings(CheckSettings):
         "off",
         "what to do when signatures are present and none passes: off, tag or reject "
         "(policy belongs to [dmarc]; this is for sites that want more)",
-        choice("off", "tag", "reject"),
+        SEVERITY,
     )
-
-
-def passing_signers(earlier: Iterable[Verdict]) -> list[str]:
-    """The d= domains of the signatures this check found passing (for dmarc, spoof, received)."""
-    return [
-        domain for domain, result in auth_values(earlier, "dkim", "header", "d") if result == "pass"
-    ]
 
 
 def auth_result(signature: SignatureResult) -> AuthResult:
@@ -75,7 +69,7 @@ def auth_result(signature: SignatureResult) -> AuthResult:
 def _key_queries(facts: Facts, settings: DkimSettings, services: Services) -> Iterable[Query]:
     """The key records the signatures name, so they are fetched in parallel with the rest."""
     message = facts.message
-    if message is None or facts.connection.exempt:
+    if message is None:
         return []
     queries = []
     for name, value in message.crlf_fields():  # the form the verification memoises by
@@ -89,25 +83,34 @@ def _key_queries(facts: Facts, settings: DkimSettings, services: Services) -> It
     return queries
 
 
-def check_eom(facts: Facts, settings: DkimSettings, services: Services) -> Verdict | None:
+def finding(results: Iterable[SignatureResult]) -> DkimSignatures:
+    """The DkimSignatures finding: each signature's d= (lower-case, no final dot) and result."""
+    return DkimSignatures(
+        tuple(DkimSignature(r.domain.rstrip(".").lower(), r.result) for r in results)
+    )
+
+
+def check_eom(facts: Facts, settings: DkimSettings, services: Services) -> Result | None:
     """Verify each signature and record the results; act only as ``fail_action`` says."""
     message = facts.message
-    if message is None or facts.connection.exempt:
+    if message is None:
         return None
     if not any(name.lower() == "dkim-signature" for name, _ in message.headers):
-        return passed(NAME, "none", auth=(AuthResult("dkim", "none"),))
+        return Result(passed(NAME, "none", auth=(AuthResult("dkim", "none"),)), (finding(()),))
     results = verify_message(
         message, services.dns.lookup, settings.min_key_bits, settings.max_signatures
     )
     auth = tuple(auth_result(result) for result in results)
+    found = (finding(results),)
     if not results:  # max_signatures = 0
-        return passed(NAME, "none", auth=(AuthResult("dkim", "none"),))
+        return Result(passed(NAME, "none", auth=(AuthResult("dkim", "none"),)), found)
     if any(result.result == "pass" for result in results):
-        return passed(NAME, "pass", auth=auth)
+        return Result(passed(NAME, "pass", auth=auth), found)
     reasons = "; ".join(
         f"{r.domain or '?'}: {r.result}" + (f" ({r.reason})" if r.reason else "") for r in results
     )
-    return by_severity(settings.fail_action, NAME, "fail", f"no valid signature: {reasons}", auth)
+    reason = f"no valid signature: {reasons}"
+    return Result(by_severity(settings.fail_action, NAME, "fail", reason, auth), found)
 
 
 CHECK = Check(
@@ -117,4 +120,5 @@ CHECK = Check(
     stages={Stage.EOM: check_eom},
     prefetch={Stage.EOM: _key_queries},
     reads_body=True,
+    provides=frozenset({DkimSignatures}),
 )

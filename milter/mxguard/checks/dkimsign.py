@@ -182,7 +182,7 @@ def key_for(domain: str, keys: dict[str, SigningKey]) -> SigningKey | None:
 def check_eom(facts: Facts, prepared: Prepared, services: Services) -> Verdict | None:
     """Sign the message of a trusted or authenticated client when its From domain has a key."""
     message = facts.message
-    if message is None or not facts.connection.exempt or not prepared.keys:
+    if message is None or not facts.connection.ours or not prepared.keys:
         return None
     found = author(message)
     if not isinstance(found, Author):
@@ -215,7 +215,7 @@ CHECK = Check(
     settings=DkimSignSettings,
     stages={Stage.EOM: check_eom},
     prepare=prepare,
-    inbound=False,
+    exempt=frozenset(),  # it signs our own clients' mail, which the others leave alone
     validate=validate,
     decides_at=lambda settings: {Stage.EOM} if (settings.key or settings.key_table) else (),
 )

@@ -17,10 +17,13 @@ gets the record's policy, or the next lower one when ``pct`` leaves it out of th
     none -> accepted, recorded in Authentication-Results only
 
 When the failure came through a forwarder that an ARC sealer we trust vouched for (the arc
-check's finding ``arc.trusted-sealer``), the policy is overridden (RFC 7489 section 6.7 local
+check's TrustedSealer finding), the policy is overridden (RFC 7489 section 6.7 local
 policy): the message is only tagged. No record, several records or a broken record: no DMARC
 (dmarc=none or dmarc=permerror). A DNS failure is dmarc=temperror: accepted, or with
-``temperror = tempfail`` 451 4.4.3. A From field with no, several or unreadable addresses (the
+``temperror = tempfail`` 451 4.4.3. When the message would fail but an identifier that would
+align could not be checked now (a DKIM key lookup that timed out, SPF temperror, or the spf or
+dkim check failing), the result is temperror: 451 4.4.3 where the policy would refuse or hold
+the message, else recorded. A From field with no, several or unreadable addresses (the
 ambiguity that lets a verifier and a reader see different authors) is dmarc=permerror, tagged.
 
 Outcomes: dmarc.pass, dmarc.reject, dmarc.quarantine, dmarc.fail (p=none), dmarc.arc-override,
@@ -40,21 +43,10 @@ from ..author import Author, author
 from ..check import Check, Services
 from ..dns import Found, Query, Unknown
 from ..facts import Facts, Stage
+from ..findings import CouldNotTell, DkimSignatures, SpfIdentity, SpfResults, TrustedSealer
 from ..options import BOOL, CheckSettings, choice, option
 from ..textutil import printable
-from ..verdict import (
-    AuthResult,
-    Replies,
-    Verdict,
-    auth_domain,
-    auth_values,
-    findings_of,
-    passed,
-    reject,
-    tag,
-    tempfail,
-)
-from .arc import FINDING as ARC_FINDING
+from ..verdict import AuthResult, Replies, Verdict, deferred, passed, reject, tag, tempfail
 
 NAME = "dmarc"
 
@@ -87,30 +79,55 @@ def draw_sample() -> int:
     return _SAMPLER.randrange(100)
 
 
-def _spf(facts: Facts) -> tuple[str, str] | None:
-    """(domain, result) of the SPF identity DMARC uses: MAIL FROM, or HELO for the null sender
-    (RFC 7489 section 4.1 by way of RFC 7208 section 2.4); the latest evaluation wins."""
+def _spf(facts: Facts) -> SpfIdentity | CouldNotTell | None:
+    """The SPF identity DMARC uses: MAIL FROM, or HELO for the null sender (RFC 7489 section
+    4.1 by way of RFC 7208 section 2.4); None when SPF was not evaluated."""
+    found = facts.findings.get(SpfResults)
+    if not isinstance(found, SpfResults):
+        return found
     null_sender = facts.envelope is not None and isinstance(facts.envelope.sender, NullPath)
-    found = auth_values(facts.earlier, "spf", "smtp", "helo" if null_sender else "mailfrom")
-    if not found:
-        return None
-    value, result = found[-1]
-    return auth_domain(value), result
+    return found.helo if null_sender else found.mailfrom
 
 
-def _evidence(spf: tuple[str, str] | None, dkim: list[tuple[str, str]]) -> str:
+def _evidence(
+    spf: SpfIdentity | CouldNotTell | None, dkim: DkimSignatures | CouldNotTell | None
+) -> str:
     """What SPF and DKIM said, for the reason text: "SPF fail for x, DKIM pass for y"."""
-    spf_text = f"SPF {spf[1]} for {spf[0]}" if spf else "no SPF"
-    if not dkim:
+    if isinstance(spf, CouldNotTell):
+        spf_text = "SPF could not be told"
+    else:
+        spf_text = f"SPF {spf.result} for {spf.domain}" if spf else "no SPF"
+    if isinstance(dkim, CouldNotTell):
+        return f"{spf_text}, DKIM could not be told"
+    if not dkim or not dkim.signatures:
         return f"{spf_text}, no DKIM"
-    seen = list(dict.fromkeys(f"{result} for {domain}" for domain, result in dkim))
+    seen = list(dict.fromkeys(f"{s.result} for {s.domain}" for s in dkim.signatures))
     more = ", ..." if len(seen) > 3 else ""
     return f"{spf_text}, DKIM " + ", ".join(seen[:3]) + more
 
 
+def _untold(
+    author_domain: str,
+    spf: SpfIdentity | CouldNotTell | None,
+    dkim: DkimSignatures | CouldNotTell | None,
+) -> list[tuple[str, str]]:
+    """The identifiers that could not be checked now; a whole finding that could not be told
+    might have held any identifier, the author domain's own included."""
+    untold = []
+    if isinstance(spf, CouldNotTell):
+        untold.append(("spf", author_domain))
+    elif spf is not None and spf.result == "temperror":
+        untold.append(("spf", spf.domain))
+    if isinstance(dkim, CouldNotTell):
+        untold.append(("dkim", author_domain))
+    elif dkim is not None:
+        untold.extend(("dkim", domain) for domain in dkim.untold())
+    return untold
+
+
 def ask_at_eom(facts: Facts, settings: DmarcSettings, services: Services) -> Iterable[Query]:
     """Both policy names (author and organizational domain), asked in parallel."""
-    if facts.connection.exempt or facts.message is None:
+    if facts.message is None:
         return []
     found = author(facts.message)
     if not isinstance(found, Author):
@@ -135,21 +152,38 @@ def _auth(result: dmarc.DmarcResult) -> AuthResult:
     return AuthResult("dmarc", result.result, reason, tuple(properties))
 
 
-def _failure(
-    result: dmarc.DmarcResult, evidence: str, settings: DmarcSettings, earlier: Iterable[Verdict]
-) -> Verdict:
-    """The verdict for a DMARC fail: the policy to apply, unless a trusted sealer overrides it."""
+def _refuses(policy: str, settings: DmarcSettings) -> bool:
+    """True when a failure with ``policy`` is refused or held, not only recorded."""
+    if policy == "reject":
+        return settings.honour_reject
+    return policy == "quarantine" and settings.quarantine_action == "quarantine"
+
+
+def _subject(result: dmarc.DmarcResult) -> str:
     subject = f"{result.header_from} policy is {result.requested}"
     if result.policy_tag == "sp":
         subject += f" (sp of {result.record_domain})"
+    return subject
+
+
+def _failure(
+    result: dmarc.DmarcResult,
+    evidence: str,
+    settings: DmarcSettings,
+    sealer: TrustedSealer | CouldNotTell | None,
+) -> Verdict:
+    """The verdict for a DMARC fail: the policy to apply, unless a trusted sealer overrides it."""
     # The evidence holds d= values exactly as signatures gave them.
-    reason = printable(f"{subject}: no aligned SPF or DKIM pass ({evidence})", 300)
+    reason = printable(f"{_subject(result)}: no aligned SPF or DKIM pass ({evidence})", 300)
     if not result.sampled:
         reason += f"; pct={result.pct} sampled out: {result.policy}"
-    sealers = findings_of(earlier, ARC_FINDING)
-    if result.policy != "none" and sealers:
+    if isinstance(sealer, CouldNotTell) and _refuses(result.policy, settings):
+        # A trusted sealer would have overridden the policy: refuse nothing that it might.
+        verdict = deferred(NAME, "temperror", f"{reason}; ARC could not be told now")
+        return replace(verdict, auth=(_auth(replace(result, result="temperror")),))
+    if result.policy != "none" and isinstance(sealer, TrustedSealer):
         reason += (
-            f"; policy overridden: forwarded via trusted ARC sealer {printable(sealers[0], 100)}"
+            f"; policy overridden: forwarded via trusted ARC sealer {printable(sealer.domain, 100)}"
         )
         result = replace(result, policy="none", reason=reason)
         return tag(NAME, "arc-override", reason, (_auth(result),))
@@ -166,33 +200,44 @@ def _failure(
     return passed(NAME, "fail", reason, auth)
 
 
+def _untold_alignment(result: dmarc.DmarcResult, evidence: str, settings: DmarcSettings) -> Verdict:
+    """A message that would fail, but for an identifier that could not be checked now and
+    would align: deferred when the policy would refuse it (RFC 7489 temperror), else recorded."""
+    reason = printable(f"{_subject(result)}: {result.reason} ({evidence})", 300)
+    auth = (_auth(replace(result, reason=reason)),)
+    if _refuses(result.policy, settings):
+        return replace(deferred(NAME, "temperror", reason), auth=auth)
+    return passed(NAME, "temperror", reason, auth)
+
+
 def check_eom(facts: Facts, settings: DmarcSettings, services: Services) -> Verdict | None:
     """Apply the author domain's DMARC policy to the message."""
     message = facts.message
-    if facts.connection.exempt or message is None:
+    if message is None:
         return None
     found = author(message)
     if not isinstance(found, Author):
         return tag(NAME, "bad-from", found, (AuthResult("dmarc", "permerror", found),))
     discovery = dmarc.discover(found.domain, lambda name: _texts(services, name))
     spf = _spf(facts)
-    dkim = [
-        (auth_domain(value), result)
-        for value, result in auth_values(facts.earlier, "dkim", "header", "d")
-    ]
+    dkim = facts.findings.get(DkimSignatures)
     result = dmarc.evaluate(
         found.domain,
         discovery,
-        [spf[0]] if spf and spf[1] == "pass" else [],
-        [domain for domain, outcome in dkim if outcome == "pass"],
+        [spf.domain] if isinstance(spf, SpfIdentity) and spf.result == "pass" else [],
+        dkim.passing() if isinstance(dkim, DkimSignatures) else [],
         draw_sample(),
+        _untold(found.domain, spf, dkim),
     )
     if result.result == "pass":
         aligned = result.dkim_aligned or result.spf_aligned
         how = "DKIM" if result.dkim_aligned else "SPF"
         return passed(NAME, "pass", f"{how} pass aligned for {aligned}", (_auth(result),))
     if result.result == "fail":
-        return _failure(result, _evidence(spf, dkim), settings, facts.earlier)
+        sealer = facts.findings.get(TrustedSealer)
+        return _failure(result, _evidence(spf, dkim), settings, sealer)
+    if result.result == "temperror" and result.requested:
+        return _untold_alignment(result, _evidence(spf, dkim), settings)
     auth = (_auth(result),)
     if result.result == "temperror" and settings.temperror == "tempfail":
         verdict = tempfail(NAME, "temperror", result.reason, Replies.TEMPORARY_DNS)
@@ -206,4 +251,5 @@ CHECK = Check(
     settings=DmarcSettings,
     stages={Stage.EOM: check_eom},
     prefetch={Stage.EOM: ask_at_eom},
+    needs=frozenset({SpfResults, DkimSignatures, TrustedSealer}),
 )

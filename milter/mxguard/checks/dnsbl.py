@@ -19,12 +19,13 @@ Outcomes: dnsbl.listed, dnsbl.below-threshold, dnsbl.could-not-tell.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import listing
-from ..check import Check, Services
+from ..check import Check, Result, Services
 from ..dns import Query
 from ..facts import Facts, Stage
+from ..findings import ListingWeight
 from ..listing import ZONES, Answer, Zone
 from ..options import INT, CheckSettings, choice, option
 from ..verdict import Verdict, reject, tag
@@ -60,7 +61,7 @@ def _names(facts: Facts, settings: DnsblSettings) -> dict[str, str]:
 
 def ask_at_connect(facts: Facts, settings: DnsblSettings, services: Services) -> Iterable[Query]:
     """Every zone's question, asked as soon as the connection opens."""
-    if facts.connection.trusted or facts.connection.client_ip is None:
+    if facts.connection.client_ip is None:
         return []
     return listing.queries(settings.zones, _names(facts, settings))
 
@@ -69,7 +70,7 @@ def decide(facts: Facts, settings: DnsblSettings, services: Services) -> Verdict
     """Refuse when the listing zones' weights reach the threshold."""
     connection = facts.connection
     names = _names(facts, settings)
-    if connection.exempt or not names:
+    if not names:
         return None
     answers = services.dns.lookup_all(listing.queries(settings.zones, names))
     result = listing.score(settings.zones, names, answers)
@@ -83,13 +84,12 @@ def decide(facts: Facts, settings: DnsblSettings, services: Services) -> Verdict
         return reject(NAME, "listed", text)
     if listed:
         zones = ", ".join(z.name for z, _ in listed)
+        evidence = f"{ip} listed by {zones}"
         below = tag(
-            NAME,
-            "below-threshold",
-            f"{ip} listed by {zones} (weight {result.total} of {settings.threshold})",
+            NAME, "below-threshold", f"{evidence} (weight {result.total} of {settings.threshold})"
         )
         # The weight lets the rhsbl check add this listing to its own total.
-        return replace(below, weight=result.total)
+        return Result(below, (ListingWeight(result.total, evidence),))
     unknown = result.zones_with(Answer.UNKNOWN)
     if unknown:
         zones = ", ".join(z.name for z in unknown)
@@ -103,6 +103,7 @@ CHECK = Check(
     settings=DnsblSettings,
     stages={stage: decide for stage in DECISION_STAGES.values()},
     prefetch={Stage.CONNECT: ask_at_connect},
+    provides=frozenset({ListingWeight}),
     # With no zones listed there is nothing to decide, and no reply to wait for.
     decides_at=lambda settings: {DECISION_STAGES[settings.reject_at]} if settings.zones else (),
 )

@@ -34,8 +34,10 @@ from dataclasses import dataclass
 
 from ..address import Mailbox, NullPath
 from ..check import Check, Services
+from ..domains import within
 from ..errors import StoreError
 from ..facts import Facts, IPAddress, Stage, normalise_ip
+from ..findings import SpfResults
 from ..options import BOOL, DOMAINS, DURATION, CheckSettings, option
 from ..verdict import Replies, Verdict, tempfail
 
@@ -115,20 +117,12 @@ def recipient_identity(facts: Facts) -> str:
     return facts.recipient.raw.strip().strip("<>").lower()
 
 
-def _in_domains(domain: str, domains: tuple[str, ...]) -> bool:
-    return any(domain == entry or domain.endswith("." + entry) for entry in domains)
-
-
 def spf_pass_domain(facts: Facts) -> str | None:
-    """The MAIL FROM domain the spf check found ``pass`` for, if it did."""
-    for verdict in facts.earlier:
-        for auth in getattr(verdict, "auth", ()):
-            if auth.method != "spf" or auth.result != "pass":
-                continue
-            for ptype, prop, value in auth.properties:
-                if ptype == "smtp" and prop == "mailfrom":
-                    return value.rpartition("@")[2].rstrip(".").lower()
-    return None
+    """The MAIL FROM domain the spf check found ``pass`` for, if it did. SPF that could not be
+    told is no pass: the client is greylisted, a 4xx either way."""
+    found = facts.findings.known(SpfResults)
+    mailfrom = found.mailfrom if found is not None else None
+    return mailfrom.domain if mailfrom is not None and mailfrom.result == "pass" else None
 
 
 def _wait_text(seconds: float) -> str:
@@ -157,13 +151,13 @@ def _stored_time(value: str | None) -> float | None:
 def check_rcpt(facts: Facts, settings: GreylistSettings, services: Services) -> Verdict | None:
     """Defer an unknown triplet; accept a retry between ``delay`` and ``expire``."""
     connection, recipient = facts.connection, facts.recipient
-    if connection.exempt or connection.client_ip is None:
+    if connection.client_ip is None:
         return None
     if recipient is None or recipient.mta_rejected:
         return None
     if settings.skip_spf_pass_domains:
         domain = spf_pass_domain(facts)
-        if domain and _in_domains(domain, settings.skip_spf_pass_domains):
+        if domain and within(domain, settings.skip_spf_pass_domains):
             return None
     store = services.store
     if store is None:
@@ -200,4 +194,5 @@ CHECK = Check(
     settings=GreylistSettings,
     stages={Stage.RCPT: check_rcpt},
     prepare=prepare,
+    needs=frozenset({SpfResults}),
 )

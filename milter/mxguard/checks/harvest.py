@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from ..check import Check, Services
 from ..errors import StoreError
 from ..facts import Facts, Stage, normalise_ip
+from ..findings import UnknownRecipient
 from ..options import DURATION, INT, CheckSettings, option
 from ..verdict import Replies, Verdict, reject
 
@@ -107,7 +108,7 @@ def client_network(facts: Facts) -> str | None:
 
 def _applies(facts: Facts, services: Services) -> str | None:
     """The client network when the check applies to this RCPT (and there is a store), else None."""
-    if facts.connection.exempt or facts.recipient is None or services.store is None:
+    if facts.recipient is None or services.store is None:
         return None
     return client_network(facts)
 
@@ -145,9 +146,8 @@ def _unknown(facts: Facts) -> bool:
     """True when this recipient was refused as unknown, by a check or by the MTA."""
     if facts.recipient is not None and facts.recipient.mta_rejected:
         return True
-    # Refused recipients' verdicts are not kept for later RCPTs, so a refusing 5.1.1 in
-    # ``earlier`` is this recipient's.
-    return any(v.reply == Replies.UNKNOWN_USER and v.refuses for v in facts.earlier)
+    # A refused recipient's findings are not kept for later RCPTs: this one is its own.
+    return facts.findings.known(UnknownRecipient) is not None
 
 
 def count(facts: Facts, settings: HarvestSettings, services: Services) -> None:
@@ -178,6 +178,6 @@ CHECK = Check(
     summary="lock out client networks that try many unknown recipients",
     settings=HarvestSettings,
     stages={Stage.RCPT: check_rcpt},
-    observers={Stage.RCPT: count},
+    observers={Stage.RCPT: count},  # observers see every finding of the stage
     prepare=lambda settings: dataclasses.replace(settings, clear=RecentlyClear()),
 )

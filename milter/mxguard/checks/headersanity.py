@@ -36,14 +36,14 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..check import Check, Services
+from ..check import Check, Exempt, Services
 from ..facts import Envelope, Facts, Message, Stage
-from ..options import INT, CheckSettings, choice, option
+from ..options import INT, SEVERITY, CheckSettings, Severity, option
 from ..verdict import Verdict, by_severity
 
 NAME = "headers"
 
-OFF, TAG, REJECT = "off", "tag", "reject"
+OFF, TAG, REJECT = Severity.OFF, Severity.TAG, Severity.REJECT
 
 # RFC 5322 §3.6: the fields a message may carry at most once, as they are usually spelled.
 SINGLE_FIELDS: dict[bytes, str] = {
@@ -79,7 +79,7 @@ class HeaderSanitySettings(CheckSettings):
         TAG,
         "what to do with malformed header fields: off, tag or reject (550 5.7.1; trusted and "
         "authenticated clients are then skipped)",
-        choice(OFF, TAG, REJECT),
+        SEVERITY,
     )
     max_header_length: int = option(
         "32768",
@@ -158,7 +158,7 @@ def check_eom(facts: Facts, settings: HeaderSanitySettings, services: Services) 
     message = facts.message
     if settings.action == OFF or message is None:
         return None
-    if settings.action == REJECT and facts.connection.exempt:
+    if settings.action == REJECT and facts.connection.ours:
         return None
     found = findings(raw_fields(message), has_smtputf8(facts.envelope), settings.max_header_length)
     if not found:
@@ -171,4 +171,6 @@ CHECK = Check(
     summary="tag messages with malformed header fields: no From, duplicates, raw 8-bit, controls",
     settings=HeaderSanitySettings,
     stages={Stage.EOM: check_eom},
+    # Tagging holds for everybody; a refusal spares our own clients (see check_eom).
+    exempt=frozenset({Exempt.ALLOWED}),
 )

@@ -29,19 +29,19 @@ Outcomes: helo.forged, helo.non-fqdn, helo.syntax.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
-from ..address import Domain, is_ip_address, parse_domain
+from ..address import Domain
 from ..check import Check, Services
 from ..facts import Connection, Facts, Stage, normalise_ip
-from ..options import CheckSettings, choice, option
+from ..heloname import parse_helo
+from ..options import SEVERITY, CheckSettings, Severity, choice, option
 from ..textutil import printable
 from ..verdict import Verdict, by_severity
 
 NAME = "helo"
 
-OFF, TAG, REJECT = "off", "tag", "reject"
+OFF, TAG, REJECT = Severity.OFF, Severity.TAG, Severity.REJECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,41 +52,14 @@ class HeloSettings(CheckSettings):
         REJECT,
         "a HELO that claims to be us (our host name, a local domain, our address literal) "
         "or an address literal not the client's own: off, tag or reject",
-        choice(OFF, TAG, REJECT),
+        SEVERITY,
     )
-    non_fqdn: str = option(
-        TAG, "a single-label HELO name (no dot): off, tag or reject", choice(OFF, TAG, REJECT)
-    )
+    non_fqdn: str = option(TAG, "a single-label HELO name (no dot): off, tag or reject", SEVERITY)
     syntax: str = option(
         REJECT,
         "a HELO that is neither a host name nor an address literal (empty, bare IP): tag or reject",
         choice(TAG, REJECT),
     )
-
-
-@functools.lru_cache(maxsize=1024)  # pure, and asked by several checks per transaction
-def parse_helo(text: str) -> Domain | str:
-    """The HELO name as a Domain (name normalised, or the literal), or what is wrong with it."""
-    if not text:
-        return "empty"
-    if text.startswith("["):
-        literal = parse_domain(text)
-        return literal if isinstance(literal, Domain) else literal.reason
-    # A fully-qualified name may end in the root's dot; only one.
-    name = text.removesuffix(".")
-    if is_ip_address(name):
-        return "an IP address without [brackets]"
-    if name and all(char in "0123456789." for char in name):
-        return "a numeric name"
-    domain = parse_domain(name)
-    if isinstance(domain, Domain):
-        return domain
-    if "_" in name and name.isascii():
-        # Postfix accepts underscores (common in Windows host names); RFC 5321 does not. Any
-        # other problem of the name is the one to report.
-        relaxed = parse_domain(name.replace("_", "u"))
-        return Domain(name.lower(), None) if isinstance(relaxed, Domain) else relaxed.reason
-    return domain.reason
 
 
 def forgery(helo: Domain, connection: Connection, services: Services) -> str:
@@ -111,8 +84,6 @@ def forgery(helo: Domain, connection: Connection, services: Services) -> str:
 def check_mail(facts: Facts, settings: HeloSettings, services: Services) -> Verdict | None:
     """Judge the HELO name of an outside client, now that SMTP AUTH is known."""
     connection = facts.connection
-    if connection.exempt:
-        return None
     shown = printable(connection.helo, 100) or "(empty)"
     helo = parse_helo(connection.helo)
     if isinstance(helo, str):

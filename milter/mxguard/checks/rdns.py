@@ -40,7 +40,7 @@ from pathlib import Path
 from ..check import Check, DnsView, Services
 from ..dns import DnsResult, Found, NotFound, Query, Unknown
 from ..facts import Connection, Facts, IPAddress, Stage
-from ..options import PATH, CheckSettings, choice, option
+from ..options import PATH, SEVERITY, CheckSettings, option
 from ..textutil import printable
 from ..verdict import AuthResult, Replies, Verdict, by_severity, passed, tempfail
 
@@ -53,7 +53,7 @@ MAX_PTR_NAMES = 10
 
 log = logging.getLogger("mxguard.rdns")
 
-MODES = choice("off", "tag", "reject")
+MODES = SEVERITY
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +327,7 @@ def iprev(ip: IPAddress, result: str) -> AuthResult:
 
 def applies(connection: Connection) -> bool:
     """True for a port-25 client with an IP address that is neither trusted nor authenticated."""
-    return connection.client_ip is not None and not (connection.submission or connection.exempt)
+    return connection.client_ip is not None and not connection.submission
 
 
 def ask_ptr(facts: Facts, prepared: Prepared, services: Services) -> list[Query]:

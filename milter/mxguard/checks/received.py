@@ -51,13 +51,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..check import Check, Services
-from ..facts import Connection, Facts, IPAddress, Stage
-from ..options import BOOL, DURATION, INT, CheckSettings, IPNetwork, choice, option
+from ..domains import within
+from ..facts import Facts, IPAddress, Stage
+from ..findings import Allowed, CouldNotTell, DkimSignatures, OutsideClient
+from ..options import BOOL, DURATION, INT, SEVERITY, CheckSettings, IPNetwork, Severity, option
 from ..received import Hop, parse
 from ..textutil import printable
-from ..verdict import Action, Replies, Verdict, by_severity, passed, reject
-from .dkim import passing_signers
-from .spoof import our_domain
+from ..verdict import Replies, Verdict, by_severity, deferred, passed, reject
 
 NAME = "received"
 
@@ -70,7 +70,7 @@ class ReceivedSettings(CheckSettings):
         "reject",
         "a Received field from an outside client that claims our hosts or networks: "
         "reject, tag or off",
-        choice("reject", "tag", "off"),
+        SEVERITY,
     )
     max_hops: int = option(
         "50", "refuse a message with more Received fields than this as a loop (0: no limit)", INT
@@ -128,7 +128,7 @@ def _claims_ours(hop: Hop, number: int, site: Any) -> str:
     # Not from our network (or from no address at all), so none of our names may appear.
     for claimed in (hop.from_name, hop.from_rdns):
         name = _name(claimed)
-        if name and (name in hostnames or our_domain(name, local_domains)):
+        if name and (name in hostnames or within(name, local_domains)):
             where = f"outside our networks ({ip})" if ip is not None else "without an address"
             return f"hop {number} claims to be from our name {printable(name, 100)} {where}"
     return ""
@@ -179,6 +179,20 @@ def forgery(
     return _bad_dates(hops, services.clock(), settings)
 
 
+def _signed_by_us(facts: Facts, ours: Sequence[str]) -> tuple[bool, str]:
+    """Whether a passing signature of one of our domains is on the message, and, when that
+    could not be told now (a key lookup failed, or the dkim check did), why."""
+    found = facts.findings.get(DkimSignatures)
+    if isinstance(found, CouldNotTell):
+        return False, found.reason
+    if found is None:
+        return False, ""
+    if any(within(domain, ours) for domain in found.passing()):
+        return True, ""
+    untold = [domain for domain in found.untold() if within(domain, ours)]
+    return False, f"DKIM temperror for {', '.join(untold)}" if untold else ""
+
+
 def check_eom(facts: Facts, settings: ReceivedSettings, services: Services) -> Verdict | None:
     """Refuse looping and forged messages; report unparsed fields and the outside client."""
     message = facts.message
@@ -190,38 +204,35 @@ def check_eom(facts: Facts, settings: ReceivedSettings, services: Services) -> V
         return reject(NAME, "loop", reason, Replies.LOOP)
     hops = [parse(value) for value in values]
     unparsed = sum(hop is None for hop in hops)
-    findings: list[tuple[str, str]] = []
     notes: list[str] = []
     if unparsed:
-        findings.append(("received.unparsed", str(unparsed)))
         notes.append(f"{unparsed} of {len(hops)} Received fields do not parse")
     connection = facts.connection
     if connection.relay_ip is not None:
         # Behind our front-end relay: the fields down to the client's hop are our relays' own.
         client = first_untrusted_hop(hops, services.site.trusted_networks)
         hops = hops[hops.index(client) + 1 :] if client in hops else []
-    allowed = any(verdict.action is Action.ALLOW for verdict in facts.earlier)
-    if settings.forged != "off" and not connection.exempt and not allowed:
-        ours = services.site.local_domains
-        signed_by_us = any(our_domain(d, ours) for d in passing_signers(facts.earlier))
+    allowed = facts.findings.known(Allowed) is not None
+    if settings.forged != Severity.OFF and not connection.ours and not allowed:
+        signed_by_us, untold = _signed_by_us(facts, services.site.local_domains)
         evidence = forgery(hops, services, settings, signed_by_us)
+        if evidence and untold and settings.forged == Severity.REJECT:
+            # Our own signature might have vouched for our hops: ask again later.
+            return deferred(NAME, "could-not-tell", f"{evidence}; cannot tell now ({untold})")
         if evidence:
-            verdict = by_severity(settings.forged, NAME, "forged", evidence)
-            return replace(verdict, findings=tuple(findings))
+            return by_severity(settings.forged, NAME, "forged", evidence)
     if connection.trusted and settings.find_client:
         client = first_untrusted_hop(hops, services.site.trusted_networks)
         if client is not None:
-            findings.append(("received.client-ip", str(client.from_ip)))
-            if client.from_name:
-                findings.append(("received.client-helo", client.from_name))
             notes.append(f"the client outside our relays is {client.from_ip}")
-    if not findings:
+    if not notes:
         return None
-    outcome = "unparsed" if unparsed else "client"
-    return replace(passed(NAME, outcome, "; ".join(notes)), findings=tuple(findings))
+    return passed(NAME, "unparsed" if unparsed else "client", "; ".join(notes))
 
 
-def real_client(facts: Facts, settings: ReceivedSettings, services: Services) -> Connection | None:
+def real_client(
+    facts: Facts, settings: ReceivedSettings, services: Services
+) -> OutsideClient | None:
     """With ``find_client``, the outside client named by our trusted relay's Received chain."""
     connection, message = facts.connection, facts.message
     if not (settings.find_client and connection.trusted) or connection.authenticated:
@@ -232,7 +243,7 @@ def real_client(facts: Facts, settings: ReceivedSettings, services: Services) ->
     client = first_untrusted_hop(hops, services.site.trusted_networks)
     if client is None or client.from_ip is None:
         return None
-    return replace(
+    outside = replace(
         connection,
         client_ip=client.from_ip,
         client_name=client.from_rdns or "unknown",
@@ -240,6 +251,7 @@ def real_client(facts: Facts, settings: ReceivedSettings, services: Services) ->
         trusted=False,
         relay_ip=connection.client_ip,
     )
+    return OutsideClient(outside)
 
 
 CHECK = Check(
@@ -247,8 +259,10 @@ CHECK = Check(
     summary="refuse mail loops and Received fields that forge our hosts, networks or time",
     settings=ReceivedSettings,
     stages={Stage.EOM: check_eom},
-    # The loop limit holds even for clients an access-list entry allowed; the forgery tests
-    # skip those clients themselves.
-    inbound=False,
+    # The loop limit holds for every client, even one an access-list entry allowed; the
+    # forgery tests skip our own and allowed clients themselves.
+    exempt=frozenset(),
     finds_client=real_client,
+    needs=frozenset({DkimSignatures, Allowed}),
+    provides=frozenset({OutsideClient}),
 )

@@ -36,9 +36,10 @@ from dataclasses import dataclass
 
 from .. import batv
 from ..address import Mailbox, parse_path
-from ..check import Check, Services
+from ..check import Check, Result, Services
 from ..errors import ValueParseError
 from ..facts import Facts, Stage
+from ..findings import UnknownRecipient
 from ..options import PATH, CheckSettings, option, parse_domain_name
 from ..textutil import printable
 from ..verdict import Replies, Verdict, reject
@@ -202,7 +203,9 @@ def prepare(settings: RecipientsSettings) -> PreparedRecipients:
     return PreparedRecipients(settings, RecipientsFile(settings.file) if settings.file else None)
 
 
-def check_rcpt(facts: Facts, prepared: PreparedRecipients, services: Services) -> Verdict | None:
+def check_rcpt(
+    facts: Facts, prepared: PreparedRecipients, services: Services
+) -> Verdict | Result | None:
     """Refuse a recipient at a local domain that the recipients file does not list."""
     recipient, source = facts.recipient, prepared.source
     if recipient is None or source is None or recipient.mta_rejected:
@@ -222,7 +225,10 @@ def check_rcpt(facts: Facts, prepared: PreparedRecipients, services: Services) -
     if table is None or table.knows(local_part, path.domain):
         return None
     shown = printable(path.address, 200)
-    return reject(NAME, "unknown", f"<{shown}>: no such user here", Replies.UNKNOWN_USER)
+    verdict = reject(NAME, "unknown", f"<{shown}>: no such user here", Replies.UNKNOWN_USER)
+    if prepared.settings.monitor:
+        return verdict  # accepted after all: nothing for the harvest check to count
+    return Result(verdict, (UnknownRecipient(path.address),))
 
 
 CHECK = Check(
@@ -231,6 +237,7 @@ CHECK = Check(
     settings=RecipientsSettings,
     stages={Stage.RCPT: check_rcpt},
     prepare=prepare,
-    inbound=False,  # an unknown mailbox is unknown for every client, allowed or trusted
+    exempt=frozenset(),  # an unknown mailbox is unknown for every client, allowed or trusted
+    provides=frozenset({UnknownRecipient}),
     decides_at=lambda settings: {Stage.RCPT} if settings.file else (),
 )

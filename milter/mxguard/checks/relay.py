@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..address import AddressError, NullPath, routing_tricks
-from ..check import Check, Services
+from ..check import OUR_CLIENTS, Check, Services
 from ..facts import Facts, Stage
 from ..options import NETWORKS, CheckSettings, IPNetwork, option
 from ..textutil import printable
@@ -45,15 +45,10 @@ class RelaySettings(CheckSettings):
     )
 
 
-def is_local_domain(domain: str, services: Services) -> bool:
-    """True when ``domain`` is one we receive mail for (local_domains or our host names)."""
-    return domain in services.site.local_domains or domain in services.site.hostnames
-
-
 def check_rcpt(facts: Facts, settings: RelaySettings, services: Services) -> Verdict | None:
     """Refuse a recipient that an outside client may not use."""
     connection, recipient = facts.connection, facts.recipient
-    if connection.exempt or recipient is None or recipient.mta_rejected:
+    if recipient is None or recipient.mta_rejected:
         return None
     shown = printable(recipient.raw)
     tricks = routing_tricks(recipient.raw)
@@ -78,7 +73,7 @@ def check_rcpt(facts: Facts, settings: RelaySettings, services: Services) -> Ver
         return reject(NAME, "foreign-literal", f"relay access denied: {shown}")
     if not path.domain or not services.site.local_domains:
         return None  # <postmaster>, or no local domains configured (warned at startup)
-    if is_local_domain(path.domain, services):
+    if services.site.receives_for(path.domain):
         return None
     return reject(NAME, "foreign-domain", f"relay access denied: {shown}")
 
@@ -88,5 +83,5 @@ CHECK = Check(
     summary="refuse off-site recipients and routing tricks from outside clients",
     settings=RelaySettings,
     stages={Stage.RCPT: check_rcpt},
-    inbound=False,  # an access-list allow must never open the relay
+    exempt=OUR_CLIENTS,  # an access-list allow must never open the relay
 )

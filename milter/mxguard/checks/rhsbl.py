@@ -32,25 +32,24 @@ Outcomes: rhsbl.listed, rhsbl.below-threshold, rhsbl.could-not-tell.
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from .. import listing
 from ..address import Domain, Mailbox
 from ..check import Check, Services
 from ..dns import DnsResult, Found, Query
 from ..facts import Facts, Stage
+from ..findings import ListingWeight
+from ..heloname import parse_helo
 from ..listing import ZONES, Answer, Score, Zone
 from ..options import INT, CheckSettings, choice, option
 from ..verdict import Verdict, reject, tag
-from .helo import parse_helo
 
 NAME = "rhsbl"
 DECISION_STAGES = {"helo": Stage.HELO, "mail": Stage.MAIL, "rcpt": Stage.RCPT}
 DOMAIN_LIST_ERROR = ipaddress.IPv4Address("127.0.1.255")
 MAX_NAME = 253  # octets of a domain name in presentation form, without the final dot
-DNSBL_OUTCOME = "dnsbl.below-threshold"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +113,7 @@ def asks(facts: Facts, settings: RhsblSettings) -> list[Ask]:
 
 def ask_at_mail(facts: Facts, settings: RhsblSettings, services: Services) -> Iterable[Query]:
     """Every question, asked as soon as MAIL FROM is known."""
-    if facts.connection.exempt or settings.reject_at == "helo":
+    if settings.reject_at == "helo":
         return []
     return [Query(ask.name, "A") for ask in asks(facts, settings)]
 
@@ -144,21 +143,8 @@ def own_weight(result: Score) -> int:
     return sum(zones.values())
 
 
-def dnsbl_listing(earlier: Iterable[Verdict]) -> Verdict | None:
-    """The heaviest below-threshold dnsbl tag seen so far (the same one recurs at each RCPT)."""
-    tags = [v for v in earlier if v.outcome == DNSBL_OUTCOME and v.weight > 0]
-    return max(tags, key=lambda v: v.weight, default=None)
-
-
-def _dnsbl_evidence(verdict: Verdict) -> str:
-    # The dnsbl reason ends with its own weight sum, which means nothing in our reply.
-    return re.sub(r"\s*\(weight \d+ of \d+\)$", "", verdict.reason)
-
-
 def decide(facts: Facts, settings: RhsblSettings, services: Services) -> Verdict | None:
     """Refuse when the listing zones' weights, plus a dnsbl listing, reach the threshold."""
-    if facts.connection.exempt:
-        return None
     questions = asks(facts, settings)
     if not questions:
         return None
@@ -168,7 +154,7 @@ def decide(facts: Facts, settings: RhsblSettings, services: Services) -> Verdict
     domain_of = {ask.name: ask.domain for ask in questions}
     listed = result.listed()
     own = own_weight(result)
-    dnsbl = dnsbl_listing(facts.earlier)
+    dnsbl = facts.findings.known(ListingWeight)
     total = own + (dnsbl.weight if dnsbl else 0)
     if listed and total >= settings.threshold:
         zone, name = listed[0]
@@ -176,7 +162,7 @@ def decide(facts: Facts, settings: RhsblSettings, services: Services) -> Verdict
         text = f"{domain_of[name]} listed by {zone.name}"
         text += f": {explanation}" if explanation else ""
         if dnsbl is not None and own < settings.threshold:
-            text += f" (with dnsbl: {_dnsbl_evidence(dnsbl)})"
+            text += f" (with dnsbl: {dnsbl.evidence})"
         return reject(NAME, "listed", text)
     if listed:
         found = ", ".join(f"{domain_of[name]} listed by {zone.name}" for zone, name in listed)
@@ -186,7 +172,7 @@ def decide(facts: Facts, settings: RhsblSettings, services: Services) -> Verdict
             "below-threshold",
             f"{found} (weight {total} of {settings.threshold}{shared})",
         )
-        return replace(below, weight=own)
+        return below
     unknown = dict.fromkeys(zone.name for zone in result.zones_with(Answer.UNKNOWN))
     if unknown:
         names = ", ".join(dict.fromkeys(ask.domain for ask in questions))
@@ -200,6 +186,7 @@ CHECK = Check(
     settings=RhsblSettings,
     stages={stage: decide for stage in DECISION_STAGES.values()},
     prefetch={Stage.MAIL: ask_at_mail},
+    needs=frozenset({ListingWeight}),
     # With no zones listed there is nothing to decide, and no reply to wait for.
     decides_at=lambda settings: {DECISION_STAGES[settings.reject_at]} if settings.zones else (),
 )

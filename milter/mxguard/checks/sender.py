@@ -108,8 +108,8 @@ def _failures(answers: Mapping[Query, DnsResult]) -> str:
 
 def check_mail(facts: Facts, settings: SenderSettings, services: Services) -> Verdict | None:
     """Refuse a malformed MAIL FROM, or a sender domain that cannot receive mail."""
-    connection, envelope = facts.connection, facts.envelope
-    if connection.exempt or envelope is None:
+    envelope = facts.envelope
+    if envelope is None:
         return None
     sender = envelope.sender
     if isinstance(sender, AddressError):

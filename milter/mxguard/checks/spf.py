@@ -34,12 +34,13 @@ from dataclasses import dataclass, field
 import spf as pyspf
 
 from ..address import Mailbox, NullPath, is_ip_address
-from ..check import Check, DnsView, Services
+from ..check import Check, DnsView, Result, Services
 from ..dns import PYSPF, DnsResult, Query, Unknown
 from ..facts import Connection, Facts, IPAddress, Stage
+from ..findings import SpfIdentity, SpfResults
 from ..options import BOOL, DURATION, NETWORKS, WORDS, CheckSettings, IPNetwork, choice, option
 from ..textutil import printable
-from ..verdict import AuthResult, Replies, Verdict, by_severity, tempfail
+from ..verdict import AuthResult, Replies, by_severity, tempfail
 
 NAME = "spf"
 log = logging.getLogger("mxguard.spf")
@@ -269,10 +270,19 @@ def received_spf(result: SpfResult, connection: Connection, receiver: str) -> st
     )
 
 
-def check_mail(facts: Facts, settings: SpfSettings, services: Services) -> Verdict | None:
+def finding(results: Iterable[SpfResult]) -> SpfResults:
+    """The SpfResults finding: each identity's domain (lower-case) and result."""
+    found = {
+        r.identity: SpfIdentity(r.domain.rpartition("@")[2].rstrip(".").lower(), r.result)
+        for r in results
+    }
+    return SpfResults(mailfrom=found.get("mailfrom"), helo=found.get("helo"))
+
+
+def check_mail(facts: Facts, settings: SpfSettings, services: Services) -> Result | None:
     """Evaluate SPF and apply the configured action for the deciding identity's result."""
     connection = facts.connection
-    if connection.exempt or _is_forwarder(connection, settings):
+    if _is_forwarder(connection, settings):
         return None
     results = identities(facts, settings, services.dns, services.clock())
     if not results:
@@ -299,7 +309,8 @@ def check_mail(facts: Facts, settings: SpfSettings, services: Services) -> Verdi
     if settings.received_spf:
         value = received_spf(deciding, connection, services.site.authserv_id)
         headers = (("Received-SPF", value),)
-    return dataclasses.replace(verdict, auth=auth, headers=headers)
+    verdict = dataclasses.replace(verdict, auth=auth, headers=headers)
+    return Result(verdict, (finding(results),))
 
 
 CHECK = Check(
@@ -307,5 +318,6 @@ CHECK = Check(
     summary="evaluate SPF for MAIL FROM and HELO; act per result",
     settings=SpfSettings,
     stages={Stage.MAIL: check_mail},
+    provides=frozenset({SpfResults}),
     prepare=lambda settings: dataclasses.replace(settings, memo=SpfMemo()),
 )

@@ -9,8 +9,9 @@ subdomain of one (``ceo@mail.example.org`` is as much a forgery of example.org a
 ``ceo@example.org``; a subdomain that really sends from outside publishes SPF for it). Such a
 sender is accepted from an outside client only when the spf check found ``pass`` for that MAIL
 FROM identity. Anything else is refused: fail, softfail, neutral, none (a local domain that
-publishes no SPF record at all), temperror, and no SPF verdict at all (the spf check disabled,
-or skipping the client). A passing HELO identity does not count: the HELO name is the
+publishes no SPF record at all), and no SPF verdict at all (the spf check disabled, or
+skipping the client). SPF temperror, or an spf check that failed, is "could not tell": 451
+4.4.3, since SPF might have passed. A passing HELO identity does not count: the HELO name is the
 client's, not the sender's.
 
 The spf check's ``trusted_forwarders`` are *not* exempt here: that list says "do not judge SPF
@@ -30,14 +31,15 @@ reader sees. A From that does not parse or holds several addresses is not aligne
 (the OpenDMARC CVE class: a verifier reads one address, the reader another); it is refused when
 any address in it names our domain. A mailing list that an ARC sealer in ``[arc]
 trusted_sealers`` vouches for (our user's post coming back from the list, its signature broken
-by a subject tag) is accepted.
+by a subject tag) is accepted. When an aligned signature could not be checked now (its key
+lookup failed), or the dkim or arc check failed, the answer is 451 4.4.3, not a refusal.
 
 Replies: ``550 5.7.1 spoof: <sender> uses our domain <domain> from outside (<ip>, SPF
 <result>)`` (or ``no SPF pass`` when there is no SPF result for the sender), and ``550 5.7.1
 spoof: From: <address> uses our domain <domain> from outside (<ip>) without an aligned DKIM
 signature``.
 
-Outcomes: spoof.local-domain, spoof.header-from.
+Outcomes: spoof.local-domain, spoof.header-from, spoof.could-not-tell.
 """
 
 from __future__ import annotations
@@ -51,11 +53,10 @@ from ..address import Mailbox
 from ..author import Author, author
 from ..check import Check, Services
 from ..facts import Connection, Facts, Stage
+from ..findings import CouldNotTell, DkimSignatures, SpfIdentity, SpfResults, TrustedSealer
 from ..options import NETWORKS, CheckSettings, IPNetwork, option
 from ..textutil import printable
-from ..verdict import Verdict, auth_domain, auth_values, findings_of, reject
-from .arc import FINDING as ARC_TRUSTED_SEALER
-from .dkim import passing_signers
+from ..verdict import Verdict, deferred, reject
 
 NAME = "spoof"
 
@@ -72,51 +73,43 @@ class SpoofSettings(CheckSettings):
     )
 
 
-def our_domain(domain: str, ours: Iterable[str]) -> str:
-    """The entry of ``ours`` that ``domain`` is or is a subdomain of, else ""."""
-    for name in ours:
-        if domain == name or domain.endswith("." + name):
-            return name
-    return ""
-
-
-def spf_result(earlier: Iterable[Verdict], domain: str) -> str:
-    """The SPF result recorded earlier for a MAIL FROM address in ``domain``, else ""."""
-    found = [
-        r
-        for value, r in auth_values(earlier, "spf", "smtp", "mailfrom")
-        if auth_domain(value) == domain
-    ]
-    return found[-1] if found else ""  # the latest evaluation wins
-
-
 def _is_forwarder(connection: Connection, settings: SpoofSettings) -> bool:
     ip = connection.client_ip
     return ip is not None and any(ip in network for network in settings.forwarders)
 
 
+def _spf_of(facts: Facts, domain: str) -> SpfIdentity | CouldNotTell | None:
+    """The SPF result for the MAIL FROM identity in ``domain``, None when there is none."""
+    found = facts.findings.get(SpfResults)
+    if not isinstance(found, SpfResults):
+        return found
+    mailfrom = found.mailfrom
+    return mailfrom if mailfrom is not None and mailfrom.domain == domain else None
+
+
 def check_mail(facts: Facts, settings: SpoofSettings, services: Services) -> Verdict | None:
     """Refuse an outside client using our domain in MAIL FROM unless SPF passed for it."""
     connection, envelope = facts.connection, facts.envelope
-    if connection.exempt or envelope is None or _is_forwarder(connection, settings):
+    if envelope is None or _is_forwarder(connection, settings):
         return None
     sender = envelope.sender
     if not isinstance(sender, Mailbox) or not sender.domain or sender.literal is not None:
         return None
-    site = services.site
-    ours = our_domain(sender.domain, (*site.local_domains, *site.hostnames))
+    ours = services.site.our_domain(sender.domain)
     if not ours:
         return None
-    result = spf_result(facts.earlier, sender.domain)
-    if result == "pass":
+    spf = _spf_of(facts, sender.domain)
+    shown = f"{printable(sender.address, 100)} uses our domain {ours} from outside"
+    if isinstance(spf, CouldNotTell) or (spf is not None and spf.result == "temperror"):
+        # SPF might have passed: ask again later rather than refuse our own provider's mail.
+        why = spf.reason if isinstance(spf, CouldNotTell) else "SPF temperror"
+        return deferred(
+            NAME, "could-not-tell", f"{shown} ({connection.client_text}): cannot tell now ({why})"
+        )
+    if spf is not None and spf.result == "pass":
         return None
-    evidence = f"SPF {result}" if result else "no SPF pass"
-    return reject(
-        NAME,
-        "local-domain",
-        f"{printable(sender.address, 100)} uses our domain {ours} "
-        f"from outside ({connection.client_text}, {evidence})",
-    )
+    evidence = f"SPF {spf.result}" if spf else "no SPF pass"
+    return reject(NAME, "local-domain", f"{shown} ({connection.client_text}, {evidence})")
 
 
 # "@example.org" followed by something that cannot continue a domain name.
@@ -135,19 +128,26 @@ def _named_in_from(values: Iterable[str], ours: Iterable[str]) -> str:
 def check_eom(facts: Facts, settings: SpoofSettings, services: Services) -> Verdict | None:
     """Refuse an outside client using our domain in the header From without aligned DKIM."""
     connection, message = facts.connection, facts.message
-    if connection.exempt or message is None or _is_forwarder(connection, settings):
+    if message is None or _is_forwarder(connection, settings):
         return None
     site = services.site
     domains = (*site.local_domains, *site.hostnames)
-    if not domains or findings_of(facts.earlier, ARC_TRUSTED_SEALER):
+    sealer = facts.findings.get(TrustedSealer)
+    if not domains or isinstance(sealer, TrustedSealer):
         return None
     found = author(message)
+    untold: list[str] = []
     if isinstance(found, Author):
-        ours = our_domain(found.domain, domains)
+        ours = site.our_domain(found.domain)
         if not ours:
             return None
-        if any(dmarc.aligned(d, found.domain, "r") for d in passing_signers(facts.earlier)):
-            return None
+        signatures = facts.findings.get(DkimSignatures)
+        if isinstance(signatures, DkimSignatures):
+            if any(dmarc.aligned(d, found.domain, "r") for d in signatures.passing()):
+                return None
+            untold = [d for d in signatures.untold() if dmarc.aligned(d, found.domain, "r")]
+        elif isinstance(signatures, CouldNotTell):
+            untold = [signatures.reason]
         shown = printable(found.address, 100)
         evidence = "without an aligned DKIM signature"
     else:
@@ -155,11 +155,12 @@ def check_eom(facts: Facts, settings: SpoofSettings, services: Services) -> Verd
         if not ours:
             return None
         shown, evidence = "(malformed)", f"in a From that cannot be verified: {found}"
-    return reject(
-        NAME,
-        "header-from",
-        f"From: {shown} uses our domain {ours} from outside ({connection.client_text}) {evidence}",
-    )
+    claim = f"From: {shown} uses our domain {ours} from outside ({connection.client_text})"
+    if untold or isinstance(sealer, CouldNotTell):
+        # An aligned signature, or a trusted sealer, might have vouched for it.
+        what = ", ".join(untold) if untold else "ARC"
+        return deferred(NAME, "could-not-tell", f"{claim}: cannot tell now ({what})")
+    return reject(NAME, "header-from", f"{claim} {evidence}")
 
 
 CHECK = Check(
@@ -167,4 +168,5 @@ CHECK = Check(
     summary="refuse outside clients using our own domains as sender without SPF or DKIM",
     settings=SpoofSettings,
     stages={Stage.MAIL: check_mail, Stage.EOM: check_eom},
+    needs=frozenset({SpfResults, DkimSignatures, TrustedSealer}),
 )

@@ -242,5 +242,5 @@ CHECK = Check(
     settings=SubmissionSettings,
     stages={Stage.MAIL: check_mail, Stage.RCPT: check_rcpt, Stage.EOM: check_eom},
     prepare=prepare,
-    inbound=False,  # our own users: an access-list allow must not unbind their senders
+    exempt=frozenset(),  # our own users: an access-list allow must not unbind their senders
 )
