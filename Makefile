@@ -51,7 +51,7 @@ lint: system-deps $(STAMP)
 	$(BIN)/ruff format --check milter tests bench
 
 docs: system-deps $(STAMP)
-	$(BIN)/python -m mxguard.docgen
+	$(BIN)/python -m mxguard.tools.docgen
 
 # make test in fresh minbase Debian roots (SUITE=bookworm|trixie, both by default); as root.
 fresh-check:

@@ -34,12 +34,12 @@ from tests.support.milterctx import FakeContext  # noqa: E402
 
 from harness.workload import add_dkim_record, make_body, make_dkim_key, make_transaction  # noqa: E402
 from mxguard import config  # noqa: E402
-from mxguard.adapter import MxguardMilter  # noqa: E402
-from mxguard.address import parse_path  # noqa: E402
 from mxguard.checks import ALL_CHECKS  # noqa: E402
-from mxguard.facts import Connection, Envelope, Facts, Message, Recipient, Stage  # noqa: E402
-from mxguard.pipeline import Pipeline  # noqa: E402
-from mxguard.runtime import RuntimeHolder, build_runtime  # noqa: E402
+from mxguard.core.facts import Connection, Envelope, Facts, Message, Recipient, Stage  # noqa: E402
+from mxguard.core.pipeline import Pipeline  # noqa: E402
+from mxguard.daemon.adapter import MxguardMilter  # noqa: E402
+from mxguard.daemon.runtime import RuntimeHolder, build_runtime  # noqa: E402
+from mxguard.mail.address import parse_path  # noqa: E402
 
 CLIENT = Connection(
     client_ip=ipaddress.ip_address("203.0.113.25"),

@@ -1,5 +1,5 @@
 """Allow ``python -m mxguard``."""
 
-from .cli import main
+from mxguard.tools.cli import main
 
 raise SystemExit(main())

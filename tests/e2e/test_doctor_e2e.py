@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import doctor
-from mxguard.milterprobe import Answer, negotiate
-from mxguard.postfixview import master_services
+from mxguard.tools import doctor
+from mxguard.tools.milterprobe import Answer, negotiate
+from mxguard.tools.postfixview import master_services
 from tests.support.dnsserver import TestDnsServer
 from tests.support.mxguard_proc import MxguardProcess
 from tests.support.postfix import PostfixInstance

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import accesslist
+from mxguard.mail import accesslist
 
 from .conftest import PROFILE
 from .strategies import texts

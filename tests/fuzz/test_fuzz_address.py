@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import address
+from mxguard.mail import address, address_error, domain_name
 
 from .conftest import PROFILE
 from .strategies import texts
@@ -64,9 +64,9 @@ def check_parse_path(text: object, allow_null: bool, allow_bare_postmaster: bool
 
 def check_parse_domain(text: object) -> None:
     """parse_domain returns a Domain or an AddressError for anything; it never raises."""
-    result = address.parse_domain(text)  # type: ignore[arg-type]
-    assert isinstance(result, address.Domain | address.AddressError), result
-    if isinstance(result, address.Domain):
+    result = domain_name.parse_domain(text)  # type: ignore[arg-type]
+    assert isinstance(result, domain_name.Domain | address_error.AddressError), result
+    if isinstance(result, domain_name.Domain):
         assert isinstance(result.name, str), result
         assert result.literal is None or isinstance(result.literal, _IP), result
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import author, facts
+from mxguard.core import facts
+from mxguard.mail import author
 
 from .conftest import PROFILE
 from .strategies import binaries, texts

@@ -7,7 +7,7 @@ import dataclasses
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mxguard import config, errors
+from mxguard.core import config, errors
 
 from .conftest import PROFILE
 from .strategies import INTERESTING_TEXT, texts

@@ -14,7 +14,8 @@ import dkim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import dkimverify, dns, facts
+from mxguard.core import dns, facts
+from mxguard.mail import dkimverify
 
 from .conftest import PROFILE
 from .strategies import binaries, spliced_bytes

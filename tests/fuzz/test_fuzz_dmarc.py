@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import dmarc
+from mxguard.mail import dmarc
 
 from .conftest import PROFILE
 from .strategies import texts

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import facts
+from mxguard.core import facts
 
 from .conftest import PROFILE
 from .strategies import binaries, texts

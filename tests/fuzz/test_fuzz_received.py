@@ -8,7 +8,7 @@ from datetime import datetime
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import received
+from mxguard.mail import received
 
 from .conftest import PROFILE
 from .strategies import texts

@@ -6,11 +6,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from mxguard import config
-from mxguard.check import Check, Result, Services
-from mxguard.dns import DnsResult, NotFound, Query
-from mxguard.facts import Facts
-from mxguard.findings import (
+from mxguard.core import config
+from mxguard.core.check import Check, Result, Services
+from mxguard.core.dns import DnsResult, NotFound, Query
+from mxguard.core.facts import Facts
+from mxguard.core.findings import (
     NONE,
     Allowed,
     DkimSignature,
@@ -19,7 +19,7 @@ from mxguard.findings import (
     SpfIdentity,
     SpfResults,
 )
-from mxguard.notices import Notices
+from mxguard.core.notices import Notices
 
 
 class FakeClock:

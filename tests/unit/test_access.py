@@ -10,16 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import accesslist, config
-from mxguard.accesslist import KeyKind
-from mxguard.address import parse_path
-from mxguard.check import INBOUND, OUR_CLIENTS, Check
 from mxguard.checks import access, helo, relay
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.options import CheckSettings, Mode
-from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action, Verdict, reject
+from mxguard.core import config
+from mxguard.core.check import INBOUND, OUR_CLIENTS, Check
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.options import CheckSettings, Mode
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.verdict import Action, Verdict, reject
+from mxguard.mail import accesslist
+from mxguard.mail.accesslist import KeyKind
+from mxguard.mail.address import parse_path
 
 from .fakes import services
 

@@ -10,15 +10,15 @@ from collections.abc import Iterable, Iterator
 import Milter
 import pytest
 
-from mxguard import config, metrics
-from mxguard.adapter import MxguardMilter
-from mxguard.check import Check
-from mxguard.dns import DnsResult, Query, Unknown
-from mxguard.facts import Stage
-from mxguard.options import CheckSettings, Mode
-from mxguard.pipeline import Pipeline
-from mxguard.runtime import RuntimeHolder, build_runtime
-from mxguard.verdict import tag
+from mxguard.core import config, metrics
+from mxguard.core.check import Check
+from mxguard.core.dns import DnsResult, Query, Unknown
+from mxguard.core.facts import Stage
+from mxguard.core.options import CheckSettings, Mode
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.verdict import tag
+from mxguard.daemon.adapter import MxguardMilter
+from mxguard.daemon.runtime import RuntimeHolder, build_runtime
 from tests.support.milterctx import FakeContext
 
 ALL_PROTOCOL = 0x1FFFFF

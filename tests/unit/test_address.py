@@ -17,15 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard.address import (
-    AddressError,
-    Domain,
-    Mailbox,
-    NullPath,
-    parse_domain,
-    parse_path,
-    routing_tricks,
-)
+from mxguard.mail.address import Mailbox, NullPath, parse_path, routing_tricks
+from mxguard.mail.address_error import AddressError
+from mxguard.mail.domain_name import Domain, parse_domain
 
 CORPUS_DIR = Path(__file__).resolve().parent.parent / "data" / "address"
 CORPUS_FILES = ("isemail-tests.xml", "isemail-tests-original.xml")

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from mxguard.checks import arc
-from mxguard.dns import Found
-from mxguard.facts import Connection, Facts, Message, Stage
-from mxguard.findings import TrustedSealer
+from mxguard.core.dns import Found
+from mxguard.core.facts import Connection, Facts, Message, Stage
+from mxguard.core.findings import TrustedSealer
 
 from .fakes import FakeDns, decide, run_check, services
 from .test_dkim import DATA as DKIM_DATA

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard.author import Author, author, normalise_domain
-from mxguard.facts import Message
+from mxguard.core.facts import Message
+from mxguard.mail.author import Author, author, normalise_domain
 
 PROBLEMS = {
     "no From field",

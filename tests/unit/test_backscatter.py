@@ -7,13 +7,14 @@ import ipaddress
 
 import pytest
 
-from mxguard import batv, config
-from mxguard.address import parse_path
 from mxguard.checks import access, backscatter
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.findings import NONE, Findings
-from mxguard.pipeline import Pipeline, StageResult
-from mxguard.verdict import Action, ChangeSender, ReplaceRecipient
+from mxguard.core import config
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.findings import NONE, Findings
+from mxguard.core.pipeline import Pipeline, StageResult
+from mxguard.core.verdict import Action, ChangeSender, ReplaceRecipient
+from mxguard.mail import batv
+from mxguard.mail.address import parse_path
 
 from .fakes import decide, services
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mxguard import batv
-from mxguard.batv import Status
+from mxguard.mail import batv
+from mxguard.mail.batv import Status
 
 TODAY = 20_000  # 2024-10-04, day 0 modulo 1000
 SECRET = "s3cret"

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import cli, logsetup, statedir
+from mxguard.daemon import logsetup, statedir
+from mxguard.tools import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "contrib" / "mxguard.ini"
@@ -120,7 +121,7 @@ def test_writable_state_directory_is_kept(tmp_path: Path) -> None:
 def test_nagle_is_disabled_on_the_listening_tcp_socket() -> None:
     import socket
 
-    from mxguard.server import _disable_nagle
+    from mxguard.daemon.server import _disable_nagle
 
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
@@ -155,7 +156,7 @@ def test_check_config_never_prints_secrets(tmp_path: Path, capsys) -> None:
 
 
 def test_settings_get_the_usable_state_url_at_start_and_reload(tmp_path: Path, monkeypatch) -> None:
-    from mxguard import config
+    from mxguard.core import config
 
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
     blocker = tmp_path / "not-a-directory"
@@ -236,7 +237,7 @@ def test_start_says_which_networks_skip_the_inbound_checks(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
     """A new admin's swaks from localhost is trusted: the log says so, and what to do."""
-    from mxguard import server
+    from mxguard.daemon import server
 
     monkeypatch.setattr(server, "serve", lambda settings: 0)
     ini = tmp_path / "m.ini"

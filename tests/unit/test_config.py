@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config, docgen
 from mxguard.checks import ALL_CHECKS
-from mxguard.errors import ConfigError
-from mxguard.options import Mode
+from mxguard.core import config
+from mxguard.core.errors import ConfigError
+from mxguard.core.options import Mode
+from mxguard.tools import docgen
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK_NAMES = [check.name for check in ALL_CHECKS]
@@ -255,13 +256,15 @@ def test_effective_values_round_trip_through_the_loader() -> None:
 
 def test_sample_ini_is_generated_from_the_schema() -> None:
     shipped = (ROOT / "contrib" / "mxguard.ini").read_text(encoding="utf-8")
-    assert shipped == docgen.render_ini(), "contrib/mxguard.ini is stale: python -m mxguard.docgen"
+    assert shipped == docgen.render_ini(), (
+        "contrib/mxguard.ini is stale: python -m mxguard.tools.docgen"
+    )
 
 
 def test_readme_reference_is_generated_from_the_schema() -> None:
     readme = (ROOT / "README.rst").read_text(encoding="utf-8")
     assert docgen.splice_reference(readme) == readme, (
-        "README.rst option reference is stale: python -m mxguard.docgen"
+        "README.rst option reference is stale: python -m mxguard.tools.docgen"
     )
 
 
@@ -272,7 +275,7 @@ def test_sample_ini_loads_to_the_defaults() -> None:
 
 
 def test_every_option_has_a_doc_line() -> None:
-    from mxguard.options import specs
+    from mxguard.core.options import specs
 
     for name, (cls, doc) in config.sections().items():
         assert doc, name
@@ -283,7 +286,7 @@ def test_every_option_has_a_doc_line() -> None:
 def test_man_page_of_the_ini_is_generated_from_the_schema() -> None:
     shipped = (Path(__file__).resolve().parents[2] / "man" / "mxguard.ini.5").read_text()
     assert shipped == docgen.render_man_ini(), (
-        "man/mxguard.ini.5 is stale: python -m mxguard.docgen"
+        "man/mxguard.ini.5 is stale: python -m mxguard.tools.docgen"
     )
 
 

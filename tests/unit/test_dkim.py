@@ -14,10 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mxguard.checks import dkim as dkim_check
-from mxguard.dkimverify import _bytes_to_int, _int_to_bytes, verify_message
-from mxguard.dns import Found, NotFound, Unknown
-from mxguard.facts import Connection, Envelope, Facts, Message, Stage
-from mxguard.verdict import Action
+from mxguard.core.dns import Found, NotFound, Unknown
+from mxguard.core.facts import Connection, Envelope, Facts, Message, Stage
+from mxguard.core.verdict import Action
+from mxguard.mail.dkimverify import _bytes_to_int, _int_to_bytes, verify_message
 
 from .fakes import FakeDns, decide, services
 

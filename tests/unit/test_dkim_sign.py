@@ -10,12 +10,12 @@ from pathlib import Path
 import dkim
 import pytest
 
-from mxguard import config
-from mxguard.checks import dkimsign
-from mxguard.dkimverify import verify_message
-from mxguard.dns import Found, NotFound
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Facts, Message, Stage
+from mxguard.checks import dkim_sign
+from mxguard.core import config
+from mxguard.core.dns import Found, NotFound
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Facts, Message, Stage
+from mxguard.mail.dkimverify import verify_message
 
 from .fakes import services
 
@@ -31,7 +31,7 @@ def private(tmp_path: Path, name: str, mode: int = 0o600) -> Path:
 
 
 def load(ini: str):
-    return config.load("t.ini", text=SITE + "[dkim_sign]\n" + ini).checks[dkimsign.NAME]
+    return config.load("t.ini", text=SITE + "[dkim_sign]\n" + ini).checks[dkim_sign.NAME]
 
 
 FIELDS = [
@@ -54,7 +54,7 @@ def sign(settings, author: str = "carol@example.org", **connection) -> tuple[Mes
         None,
         message=message,
     )
-    return message, dkimsign.check_eom(facts, dkimsign.prepare(settings), services(SITE))
+    return message, dkim_sign.check_eom(facts, dkim_sign.prepare(settings), services(SITE))
 
 
 def verified(message: Message, verdict, record: str, name: str) -> list:

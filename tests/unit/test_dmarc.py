@@ -15,19 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import dmarc
-from mxguard.address import parse_path
-from mxguard.author import Author, author
 from mxguard.checks import dmarc as check
 from mxguard.checks.dmarc import DmarcSettings
-from mxguard.dmarc import Discovery, DmarcRecord, DmarcRecordError
-from mxguard.dns import DnsResult, Found, NotFound, Query, Unknown
-from mxguard.facts import Connection, Envelope, Facts, Message, Stage
-from mxguard.findings import CouldNotTell, DkimSignatures, SpfResults, TrustedSealer
-from mxguard.headers import authentication_results
-from mxguard.options import Mode, specs
-from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action, AuthResult, Verdict
+from mxguard.core.dns import DnsResult, Found, NotFound, Query, Unknown
+from mxguard.core.facts import Connection, Envelope, Facts, Message, Stage
+from mxguard.core.findings import CouldNotTell, DkimSignatures, SpfResults, TrustedSealer
+from mxguard.core.options import Mode, specs
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.verdict import Action, AuthResult, Verdict
+from mxguard.daemon.trace_fields import authentication_results
+from mxguard.mail import dmarc
+from mxguard.mail.address import parse_path
+from mxguard.mail.author import Author, author
+from mxguard.mail.dmarc import Discovery, DmarcRecord, DmarcRecordError
 from tests.unit import fakes
 
 VECTORS = Path(__file__).parent.parent / "data" / "dmarc" / "opendmarc_vectors.tsv"

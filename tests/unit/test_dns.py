@@ -12,7 +12,7 @@ import dkim
 import pytest
 import spf
 
-from mxguard.dns import (
+from mxguard.core.dns import (
     PYSPF,
     ConnectionLookups,
     Found,

@@ -11,16 +11,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mxguard import config, listing
-from mxguard.address import parse_path
-from mxguard.check import Services
 from mxguard.checks import dnsbl
-from mxguard.dns import ConnectionLookups, Resolver
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action
+from mxguard.core import config
+from mxguard.core.check import Services
+from mxguard.core.dns import ConnectionLookups, Resolver
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.verdict import Action
+from mxguard.mail import listing
+from mxguard.mail.address import parse_path
 from tests.support.dnsserver import TestDnsServer
 
 from .fakes import FakeClock

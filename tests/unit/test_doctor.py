@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config, doctor
-from mxguard.milterprobe import Address, Answer
-from mxguard.postfixview import (
+from mxguard.core import config
+from mxguard.tools import doctor
+from mxguard.tools.milterprobe import Address, Answer
+from mxguard.tools.postfixview import (
     Service,
     milter_entries,
     parse_services,

@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
-from mxguard.check import Services
 from mxguard.checks import greylist
-from mxguard.errors import ConfigError, StoreError
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.findings import Allowed, CouldNotTell, Findings, SpfIdentity, SpfResults
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline
-from mxguard.store import RedisStore, SqliteStore, Store
-from mxguard.verdict import Action, Verdict
+from mxguard.core import config
+from mxguard.core.check import Services
+from mxguard.core.errors import ConfigError, StoreError
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.findings import Allowed, CouldNotTell, Findings, SpfIdentity, SpfResults
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.store import RedisStore, SqliteStore, Store
+from mxguard.core.verdict import Action, Verdict
+from mxguard.mail.address import parse_path
 from tests.support.redisserver import RedisServer
 
 from .fakes import FakeClock, FakeDns

@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
-from mxguard.check import Services
 from mxguard.checks import harvest, recipients
-from mxguard.errors import ConfigError, StoreError
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline, StageResult
-from mxguard.store import RedisStore, SqliteStore, Store
-from mxguard.verdict import Action
+from mxguard.core import config
+from mxguard.core.check import Services
+from mxguard.core.errors import ConfigError, StoreError
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline, StageResult
+from mxguard.core.store import RedisStore, SqliteStore, Store
+from mxguard.core.verdict import Action
+from mxguard.mail.address import parse_path
 from tests.support.redisserver import RedisServer
 
 from .fakes import FakeClock, FakeDns

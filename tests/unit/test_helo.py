@@ -7,13 +7,13 @@ import ipaddress
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
 from mxguard.checks import helo
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Stage
-from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action, Verdict
+from mxguard.core import config
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Stage
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.verdict import Action, Verdict
+from mxguard.mail.address import parse_path
 
 from .fakes import run_check, services
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config, logsetup
+from mxguard.core import config
+from mxguard.daemon import logsetup
 
 
 def test_syslog_gets_ident_pid_and_the_mail_facility(

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mxguard.milterprobe import Answer, negotiate
+from mxguard.tools.milterprobe import Answer, negotiate
 
 Serve = Callable[[socket.socket], None]
 

@@ -10,15 +10,15 @@ from dataclasses import dataclass
 
 import pytest
 
-from mxguard import config
-from mxguard.check import OUR_CLIENTS, Check, Result
-from mxguard.dns import Query
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Facts, Stage
-from mxguard.findings import Allowed, CouldNotTell, Finding, Findings
-from mxguard.options import CheckSettings, Mode
-from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action, Replies, allow, reject, tag, tempfail
+from mxguard.core import config
+from mxguard.core.check import OUR_CLIENTS, Check, Result
+from mxguard.core.dns import Query
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Facts, Stage
+from mxguard.core.findings import Allowed, CouldNotTell, Finding, Findings
+from mxguard.core.options import CheckSettings, Mode
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.verdict import Action, Replies, allow, reject, tag, tempfail
 
 from .fakes import FakeDns, services
 

@@ -14,16 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config, headers
-from mxguard.address import parse_path
-from mxguard.check import Services
 from mxguard.checks import rdns
-from mxguard.dns import ConnectionLookups, Resolver
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Stage
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline
-from mxguard.verdict import Action, Verdict
+from mxguard.core import config
+from mxguard.core.check import Services
+from mxguard.core.dns import ConnectionLookups, Resolver
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Stage
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.verdict import Action, Verdict
+from mxguard.daemon import trace_fields as headers
+from mxguard.mail.address import parse_path
 from tests.support.dnsserver import Query as Asked
 from tests.support.dnsserver import TestDnsServer
 

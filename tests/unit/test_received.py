@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mxguard import options
-from mxguard.address import parse_path
-from mxguard.check import Check
 from mxguard.checks import received
-from mxguard.facts import Connection, Envelope, Facts, Message, Stage
-from mxguard.findings import Allowed
-from mxguard.options import CheckSettings
-from mxguard.pipeline import Pipeline, StageResult
-from mxguard.received import Hop, parse
-from mxguard.verdict import Action, Verdict, reject
+from mxguard.core import options
+from mxguard.core.check import Check
+from mxguard.core.facts import Connection, Envelope, Facts, Message, Stage
+from mxguard.core.findings import Allowed
+from mxguard.core.options import CheckSettings
+from mxguard.core.pipeline import Pipeline, StageResult
+from mxguard.core.verdict import Action, Verdict, reject
+from mxguard.mail.address import parse_path
+from mxguard.mail.received import Hop, parse
 from tests.unit import fakes
 
 ip = ipaddress.ip_address

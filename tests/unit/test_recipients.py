@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
-from mxguard.check import Services
 from mxguard.checks import recipients
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.notices import Notices
-from mxguard.verdict import Action, Replies
+from mxguard.core import config
+from mxguard.core.check import Services
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.notices import Notices
+from mxguard.core.verdict import Action, Replies
+from mxguard.mail.address import parse_path
 
 from .fakes import FakeClock, FakeDns, run_check
 
@@ -191,7 +191,7 @@ def test_config_error_names_file_section_and_option() -> None:
 
 
 def test_a_batv_tagged_recipient_is_judged_by_its_mailbox(listfile: Path) -> None:
-    from mxguard import batv
+    from mxguard.mail import batv
 
     services = make_services(FakeClock())
     known = batv.make_tag("alice@example.org", ("s3cret",), 20000, 7)

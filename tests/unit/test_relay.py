@@ -6,11 +6,11 @@ import ipaddress
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
 from mxguard.checks import relay
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.verdict import Action
+from mxguard.core import config
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.verdict import Action
+from mxguard.mail.address import parse_path
 
 from .fakes import run_check, services
 

@@ -9,18 +9,18 @@ from dataclasses import replace
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
-from mxguard.check import Check, Services
 from mxguard.checks import dnsbl, rhsbl
-from mxguard.dns import ConnectionLookups, Resolver
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Recipient, Stage
-from mxguard.findings import ListingWeight
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline, StageResult
-from mxguard.session import Session
-from mxguard.verdict import Action
+from mxguard.core import config
+from mxguard.core.check import Check, Services
+from mxguard.core.dns import ConnectionLookups, Resolver
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Recipient, Stage
+from mxguard.core.findings import ListingWeight
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline, StageResult
+from mxguard.core.session import Session
+from mxguard.core.verdict import Action
+from mxguard.mail.address import parse_path
 from tests.support.dnsserver import TestDnsServer
 
 from .fakes import FakeClock

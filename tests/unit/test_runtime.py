@@ -8,10 +8,10 @@ import dataclasses
 import threading
 import time
 
-from mxguard import config
-from mxguard.inflight import InFlight
-from mxguard.runtime import RuntimeHolder, build_runtime
-from mxguard.server import keep_restart_options
+from mxguard.core import config
+from mxguard.daemon.inflight import InFlight
+from mxguard.daemon.runtime import RuntimeHolder, build_runtime
+from mxguard.daemon.server import keep_restart_options
 
 
 class Closable:

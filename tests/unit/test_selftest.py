@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config, preload, selftest
-from mxguard.canned_dns import CannedServer
-from mxguard.dns import Found, NotFound, Resolver
-from mxguard.errors import ConfigError
-from mxguard.pipeline import Pipeline
-from mxguard.store import SqliteStore
+from mxguard.core import config
+from mxguard.core.dns import Found, NotFound, Resolver
+from mxguard.core.errors import ConfigError
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.store import SqliteStore
+from mxguard.daemon import preload, readability, selftest
+from mxguard.daemon.canned_dns import CannedServer
 
 RECORDS = [
     ("a.example.", "CNAME", "b.example."),
@@ -102,8 +103,8 @@ def test_a_configuration_file_nobody_can_read_again_is_a_warning(tmp_path: Path)
 
 
 def test_the_first_directory_that_blocks_the_way_is_named(tmp_path: Path) -> None:
-    assert selftest._first_blocked(tmp_path / "missing" / "deeper") == ""
-    assert selftest.unreadable_install() == ""  # root reads everything
+    assert readability._first_blocked(tmp_path / "missing" / "deeper") == ""
+    assert readability.unreadable_install() == ""  # root reads everything
 
 
 def test_preload_imports_what_is_loaded_on_first_use() -> None:

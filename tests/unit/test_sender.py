@@ -9,17 +9,17 @@ from collections.abc import Iterable, Iterator
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
-from mxguard.check import DnsView, Services
 from mxguard.checks import sender
 from mxguard.checks.sender import Reach, reach
-from mxguard.dns import ConnectionLookups, DnsResult, Found, NotFound, Query, Resolver, Unknown
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Stage
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline, StageResult
-from mxguard.verdict import Action
+from mxguard.core import config
+from mxguard.core.check import DnsView, Services
+from mxguard.core.dns import ConnectionLookups, DnsResult, Found, NotFound, Query, Resolver, Unknown
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Stage
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline, StageResult
+from mxguard.core.verdict import Action
+from mxguard.mail.address import parse_path
 from tests.support.dnsserver import TestDnsServer
 
 ZONE = """

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config, sockets
-from mxguard.errors import ConfigError
+from mxguard.core import config
+from mxguard.core.errors import ConfigError
+from mxguard.daemon import sockets
 
 
 @pytest.mark.parametrize(

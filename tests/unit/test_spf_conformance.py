@@ -37,7 +37,7 @@ from dnslib import AAAA, CNAME, MX, PTR, QTYPE, RR, TXT, A, DNSLabel, DNSRecord
 from dnslib.server import DNSHandler
 
 from mxguard.checks import spf as spf_check
-from mxguard.dns import ConnectionLookups, Resolver
+from mxguard.core.dns import ConnectionLookups, Resolver
 from tests.support.dnsserver import DropQuery, TestDnsServer, ZoneResolver
 
 SUITE = Path(__file__).resolve().parents[1] / "data" / "spf" / "rfc7208-tests.yml"

@@ -7,18 +7,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
-from mxguard.check import Services
 from mxguard.checks import spoof
-from mxguard.dns import ConnectionLookups, Resolver
-from mxguard.domains import within
-from mxguard.errors import ConfigError
-from mxguard.facts import Connection, Envelope, Facts, Message, Stage
-from mxguard.findings import TrustedSealer
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline, StageResult
-from mxguard.verdict import Action, Verdict
+from mxguard.core import config
+from mxguard.core.check import Services
+from mxguard.core.dns import ConnectionLookups, Resolver
+from mxguard.core.errors import ConfigError
+from mxguard.core.facts import Connection, Envelope, Facts, Message, Stage
+from mxguard.core.findings import TrustedSealer
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline, StageResult
+from mxguard.core.verdict import Action, Verdict
+from mxguard.mail.address import parse_path
+from mxguard.mail.domains import within
 from tests.support.dnsserver import TestDnsServer
 from tests.unit import fakes
 

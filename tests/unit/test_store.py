@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from mxguard.errors import StoreError
-from mxguard.store import RedisStore, SqliteStore, Store, open_store
+from mxguard.core.errors import StoreError
+from mxguard.core.store import RedisStore, SqliteStore, Store, open_store
 from tests.support.redisserver import RedisServer
 
 from .fakes import FakeClock

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from mxguard import config
-from mxguard.address import parse_path
-from mxguard.check import Services
 from mxguard.checks import submission
-from mxguard.dns import Found
-from mxguard.facts import Connection, Envelope, Facts, Message, Recipient, Stage
-from mxguard.notices import Notices
-from mxguard.pipeline import Pipeline
-from mxguard.store import SqliteStore
-from mxguard.verdict import Action
+from mxguard.core import config
+from mxguard.core.check import Services
+from mxguard.core.dns import Found
+from mxguard.core.facts import Connection, Envelope, Facts, Message, Recipient, Stage
+from mxguard.core.notices import Notices
+from mxguard.core.pipeline import Pipeline
+from mxguard.core.store import SqliteStore
+from mxguard.core.verdict import Action
+from mxguard.mail.address import parse_path
 
 from .fakes import FakeClock, FakeDns
 

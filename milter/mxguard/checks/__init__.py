@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from ..check import Check
-from . import (
+from mxguard.checks import (
     access,
     arc,
     backscatter,
     dkim,
-    dkimsign,
+    dkim_sign,
     dmarc,
     dnsbl,
     greylist,
     harvest,
-    headersanity,
+    headers,
     helo,
     rdns,
     received,
@@ -25,6 +24,7 @@ from . import (
     spoof,
     submission,
 )
+from mxguard.core.check import Check
 
 ALL_CHECKS: tuple[Check, ...] = (
     access.CHECK,
@@ -43,11 +43,11 @@ ALL_CHECKS: tuple[Check, ...] = (
     # End of message: DKIM and ARC first, whose results the others read (received excuses
     # our own hops in mail we signed; dmarc and spoof need an aligned signature); spoof comes
     # after them all, reading SPF at MAIL and DKIM at end of message.
-    headersanity.CHECK,
+    headers.CHECK,
     dkim.CHECK,
     arc.CHECK,
     received.CHECK,
     dmarc.CHECK,
     spoof.CHECK,
-    dkimsign.CHECK,
+    dkim_sign.CHECK,
 )

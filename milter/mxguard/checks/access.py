@@ -41,13 +41,13 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .. import accesslist
-from ..address import Mailbox
-from ..check import Check, Exempt, Result, Services
-from ..facts import Facts, Stage
-from ..findings import Allowed
-from ..options import PATHS, CheckSettings, option
-from ..verdict import Verdict, allow, reject
+from mxguard.core.check import Check, Exempt, Result, Services
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.findings import Allowed
+from mxguard.core.options import PATHS, CheckSettings, option
+from mxguard.core.verdict import Verdict, allow, reject
+from mxguard.mail import accesslist
+from mxguard.mail.address import Mailbox
 
 NAME = "access"
 DEFAULT_TEXT = "access denied"

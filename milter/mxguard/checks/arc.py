@@ -26,13 +26,13 @@ from dataclasses import dataclass
 import authres
 import dkim
 
-from ..check import Check, Result, Services
-from ..dkimverify import quiet_logger
-from ..dns import dkim_txt_function
-from ..facts import Facts, Message, Stage
-from ..findings import TrustedSealer
-from ..options import DOMAINS, INT, CheckSettings, option
-from ..verdict import AuthResult, Verdict, passed
+from mxguard.core.check import Check, Result, Services
+from mxguard.core.dns import dkim_txt_function
+from mxguard.core.facts import Facts, Message, Stage
+from mxguard.core.findings import TrustedSealer
+from mxguard.core.options import DOMAINS, INT, CheckSettings, option
+from mxguard.core.verdict import AuthResult, Verdict, passed
+from mxguard.mail.dkimverify import quiet_logger
 
 NAME = "arc"
 

@@ -24,14 +24,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .. import batv
-from ..address import Mailbox, NullPath, parse_path
-from ..check import Check, Services
-from ..facts import Facts, Stage
-from ..findings import Allowed
-from ..options import BOOL, DURATION, SECRETS, WORDS, CheckSettings, option
-from ..textutil import printable
-from ..verdict import ChangeSender, ReplaceRecipient, Verdict, passed, reject
+from mxguard.core.check import Check, Services
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.findings import Allowed
+from mxguard.core.options import BOOL, DURATION, SECRETS, WORDS, CheckSettings, option
+from mxguard.core.verdict import ChangeSender, ReplaceRecipient, Verdict, passed, reject
+from mxguard.mail import batv
+from mxguard.mail.address import Mailbox, NullPath, parse_path
+from mxguard.mail.textutil import printable
 
 NAME = "backscatter"
 MAX_LOCAL_PART_OCTETS = 64

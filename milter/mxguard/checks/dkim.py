@@ -25,13 +25,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..check import Check, Result, Services
-from ..dkimverify import SignatureResult, signature_tags, verify_message
-from ..dns import Query
-from ..facts import Facts, Stage
-from ..findings import DkimSignature, DkimSignatures
-from ..options import INT, SEVERITY, CheckSettings, option
-from ..verdict import AuthResult, by_severity, passed
+from mxguard.core.check import Check, Result, Services
+from mxguard.core.dns import Query
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.findings import DkimSignature, DkimSignatures
+from mxguard.core.options import INT, SEVERITY, CheckSettings, option
+from mxguard.core.verdict import AuthResult, by_severity, passed
+from mxguard.mail.dkimverify import SignatureResult, signature_tags, verify_message
 
 NAME = "dkim"
 

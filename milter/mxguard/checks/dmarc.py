@@ -37,16 +37,31 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
-from .. import dmarc
-from ..address import NullPath
-from ..author import Author, author
-from ..check import Check, Services
-from ..dns import Found, Query, Unknown
-from ..facts import Facts, Stage
-from ..findings import CouldNotTell, DkimSignatures, SpfIdentity, SpfResults, TrustedSealer
-from ..options import BOOL, CheckSettings, choice, option
-from ..textutil import printable
-from ..verdict import AuthResult, Replies, Verdict, deferred, passed, reject, tag, tempfail
+from mxguard.core.check import Check, Services
+from mxguard.core.dns import Found, Query, Unknown
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.findings import (
+    CouldNotTell,
+    DkimSignatures,
+    SpfIdentity,
+    SpfResults,
+    TrustedSealer,
+)
+from mxguard.core.options import BOOL, CheckSettings, choice, option
+from mxguard.core.verdict import (
+    AuthResult,
+    Replies,
+    Verdict,
+    deferred,
+    passed,
+    reject,
+    tag,
+    tempfail,
+)
+from mxguard.mail import dmarc
+from mxguard.mail.address import NullPath
+from mxguard.mail.author import Author, author
+from mxguard.mail.textutil import printable
 
 NAME = "dmarc"
 

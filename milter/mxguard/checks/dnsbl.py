@@ -21,14 +21,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .. import listing
-from ..check import Check, Result, Services
-from ..dns import Query
-from ..facts import Facts, Stage
-from ..findings import ListingWeight
-from ..listing import ZONES, Answer, Zone
-from ..options import INT, CheckSettings, choice, option
-from ..verdict import Verdict, reject, tag
+from mxguard.core.check import Check, Result, Services
+from mxguard.core.dns import Query
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.findings import ListingWeight
+from mxguard.core.options import INT, CheckSettings, choice, option
+from mxguard.core.verdict import Verdict, reject, tag
+from mxguard.mail import listing
+from mxguard.mail.listing import ZONES, Answer, Zone
 
 NAME = "dnsbl"
 DECISION_STAGES = {

@@ -32,14 +32,14 @@ import logging
 import math
 from dataclasses import dataclass
 
-from ..address import Mailbox, NullPath
-from ..check import Check, Services
-from ..domains import within
-from ..errors import StoreError
-from ..facts import Facts, IPAddress, Stage, normalise_ip
-from ..findings import SpfResults
-from ..options import BOOL, DOMAINS, DURATION, CheckSettings, option
-from ..verdict import Replies, Verdict, tempfail
+from mxguard.core.check import Check, Services
+from mxguard.core.errors import StoreError
+from mxguard.core.facts import Facts, IPAddress, Stage, normalise_ip
+from mxguard.core.findings import SpfResults
+from mxguard.core.options import BOOL, DOMAINS, DURATION, CheckSettings, option
+from mxguard.core.verdict import Replies, Verdict, tempfail
+from mxguard.mail.address import Mailbox, NullPath
+from mxguard.mail.domains import within
 
 NAME = "greylist"
 log = logging.getLogger("mxguard.greylist")

@@ -37,12 +37,12 @@ import logging
 import threading
 from dataclasses import dataclass, field
 
-from ..check import Check, Services
-from ..errors import StoreError
-from ..facts import Facts, Stage, normalise_ip
-from ..findings import UnknownRecipient
-from ..options import DURATION, INT, CheckSettings, option
-from ..verdict import Replies, Verdict, reject
+from mxguard.core.check import Check, Services
+from mxguard.core.errors import StoreError
+from mxguard.core.facts import Facts, Stage, normalise_ip
+from mxguard.core.findings import UnknownRecipient
+from mxguard.core.options import DURATION, INT, CheckSettings, option
+from mxguard.core.verdict import Replies, Verdict, reject
 
 NAME = "harvest"
 CLEAR_SECONDS = 1.0

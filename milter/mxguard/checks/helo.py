@@ -16,7 +16,7 @@ Options (each ``off``, ``tag`` or ``reject``; ``syntax`` cannot be off):
 
 The syntax is lenient where real mail servers are sloppy, as Postfix's valid_hostname is:
 any case, one trailing dot (``mx.example.org.``) and underscores in labels are accepted.
-``address.parse_domain`` follows RFC 5321 (letters, digits and hyphens, no trailing dot) and
+``domain_name.parse_domain`` follows RFC 5321 (letters, digits and hyphens, no trailing dot) and
 is used unchanged; this check drops the trailing dot first, and tolerates an underscore only
 in an ASCII name that would be valid with a letter in its place.
 The problems are looked for in the order syntax, forged, non_fqdn; the first one found
@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..address import Domain
-from ..check import Check, Services
-from ..facts import Connection, Facts, Stage, normalise_ip
-from ..heloname import parse_helo
-from ..options import SEVERITY, CheckSettings, Severity, choice, option
-from ..textutil import printable
-from ..verdict import Verdict, by_severity
+from mxguard.core.check import Check, Services
+from mxguard.core.facts import Connection, Facts, Stage, normalise_ip
+from mxguard.core.options import SEVERITY, CheckSettings, Severity, choice, option
+from mxguard.core.verdict import Verdict, by_severity
+from mxguard.mail.domain_name import Domain
+from mxguard.mail.heloname import parse_helo
+from mxguard.mail.textutil import printable
 
 NAME = "helo"
 

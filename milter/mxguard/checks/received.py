@@ -50,14 +50,23 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from ..check import Check, Services
-from ..domains import within
-from ..facts import Facts, IPAddress, Stage
-from ..findings import Allowed, CouldNotTell, DkimSignatures, OutsideClient
-from ..options import BOOL, DURATION, INT, SEVERITY, CheckSettings, IPNetwork, Severity, option
-from ..received import Hop, parse
-from ..textutil import printable
-from ..verdict import Replies, Verdict, by_severity, deferred, passed, reject
+from mxguard.core.check import Check, Services
+from mxguard.core.facts import Facts, IPAddress, Stage
+from mxguard.core.findings import Allowed, CouldNotTell, DkimSignatures, OutsideClient
+from mxguard.core.options import (
+    BOOL,
+    DURATION,
+    INT,
+    SEVERITY,
+    CheckSettings,
+    IPNetwork,
+    Severity,
+    option,
+)
+from mxguard.core.verdict import Replies, Verdict, by_severity, deferred, passed, reject
+from mxguard.mail.domains import within
+from mxguard.mail.received import Hop, parse
+from mxguard.mail.textutil import printable
 
 NAME = "received"
 

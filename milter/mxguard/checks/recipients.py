@@ -34,15 +34,15 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .. import batv
-from ..address import Mailbox, parse_path
-from ..check import Check, Result, Services
-from ..errors import ValueParseError
-from ..facts import Facts, Stage
-from ..findings import UnknownRecipient
-from ..options import PATH, CheckSettings, option, parse_domain_name
-from ..textutil import printable
-from ..verdict import Replies, Verdict, reject
+from mxguard.core.check import Check, Result, Services
+from mxguard.core.errors import ValueParseError
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.findings import UnknownRecipient
+from mxguard.core.options import PATH, CheckSettings, option, parse_domain_name
+from mxguard.core.verdict import Replies, Verdict, reject
+from mxguard.mail import batv
+from mxguard.mail.address import Mailbox, parse_path
+from mxguard.mail.textutil import printable
 
 NAME = "recipients"
 CHECK_EVERY = 5.0  # seconds between looks at the file's modification time

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..address import AddressError, NullPath, routing_tricks
-from ..check import OUR_CLIENTS, Check, Services
-from ..facts import Facts, Stage
-from ..options import NETWORKS, CheckSettings, IPNetwork, option
-from ..textutil import printable
-from ..verdict import Replies, Verdict, reject
+from mxguard.core.check import OUR_CLIENTS, Check, Services
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.options import NETWORKS, CheckSettings, IPNetwork, option
+from mxguard.core.verdict import Replies, Verdict, reject
+from mxguard.mail.address import NullPath, routing_tricks
+from mxguard.mail.address_error import AddressError
+from mxguard.mail.textutil import printable
 
 NAME = "relay"
 

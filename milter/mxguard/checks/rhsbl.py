@@ -35,16 +35,17 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .. import listing
-from ..address import Domain, Mailbox
-from ..check import Check, Services
-from ..dns import DnsResult, Found, Query
-from ..facts import Facts, Stage
-from ..findings import ListingWeight
-from ..heloname import parse_helo
-from ..listing import ZONES, Answer, Score, Zone
-from ..options import INT, CheckSettings, choice, option
-from ..verdict import Verdict, reject, tag
+from mxguard.core.check import Check, Services
+from mxguard.core.dns import DnsResult, Found, Query
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.findings import ListingWeight
+from mxguard.core.options import INT, CheckSettings, choice, option
+from mxguard.core.verdict import Verdict, reject, tag
+from mxguard.mail import listing
+from mxguard.mail.address import Mailbox
+from mxguard.mail.domain_name import Domain
+from mxguard.mail.heloname import parse_helo
+from mxguard.mail.listing import ZONES, Answer, Score, Zone
 
 NAME = "rhsbl"
 DECISION_STAGES = {"helo": Stage.HELO, "mail": Stage.MAIL, "rcpt": Stage.RCPT}

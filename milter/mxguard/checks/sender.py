@@ -35,13 +35,14 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..address import AddressError, Mailbox
-from ..check import Check, Services
-from ..dns import DnsResult, Found, NotFound, Query, Unknown
-from ..facts import Facts, Stage
-from ..options import BOOL, CheckSettings, option
-from ..textutil import printable
-from ..verdict import Replies, Verdict, reject, tempfail
+from mxguard.core.check import Check, Services
+from mxguard.core.dns import DnsResult, Found, NotFound, Query, Unknown
+from mxguard.core.facts import Facts, Stage
+from mxguard.core.options import BOOL, CheckSettings, option
+from mxguard.core.verdict import Replies, Verdict, reject, tempfail
+from mxguard.mail.address import Mailbox
+from mxguard.mail.address_error import AddressError
+from mxguard.mail.textutil import printable
 
 NAME = "sender"
 

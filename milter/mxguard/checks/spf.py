@@ -28,19 +28,29 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import spf as pyspf
 
-from ..address import Mailbox, NullPath, is_ip_address
-from ..check import Check, DnsView, Result, Services
-from ..dns import PYSPF, DnsResult, Query, Unknown
-from ..facts import Connection, Facts, IPAddress, Stage
-from ..findings import SpfIdentity, SpfResults
-from ..options import BOOL, DURATION, NETWORKS, WORDS, CheckSettings, IPNetwork, choice, option
-from ..textutil import printable
-from ..verdict import AuthResult, Replies, by_severity, tempfail
+from mxguard.core.check import Check, DnsView, Result, Services
+from mxguard.core.dns import PYSPF, DnsResult, Query, Unknown
+from mxguard.core.facts import Connection, Facts, IPAddress, Stage
+from mxguard.core.findings import SpfIdentity, SpfResults
+from mxguard.core.options import (
+    BOOL,
+    DURATION,
+    NETWORKS,
+    WORDS,
+    CheckSettings,
+    IPNetwork,
+    choice,
+    option,
+)
+from mxguard.core.verdict import AuthResult, Replies, by_severity, tempfail
+from mxguard.mail.address import Mailbox, NullPath
+from mxguard.mail.address_literal import is_ip_address
+from mxguard.mail.textutil import printable
 
 NAME = "spf"
 log = logging.getLogger("mxguard.spf")
@@ -134,13 +144,14 @@ class _Bounded:
     ignores a failed exp= lookup and goes on: without this, a record whose includes each name
     an exp= target that times out holds the connection one DNS timeout per include."""
 
-    def __init__(self, dns: DnsView, deadline: float) -> None:
+    def __init__(self, dns: DnsView, deadline: float, monotonic: Callable[[], float]) -> None:
         self._dns = dns
         self.deadline = deadline
+        self._monotonic = monotonic
 
     def lookup(self, name: str, rdtype: str) -> DnsResult:
         """The answer from the wrapped view, or Unknown once the time is up."""
-        if time.monotonic() >= self.deadline:
+        if self._monotonic() >= self.deadline:
             return Unknown("not asked: SPF time limit reached")
         return self._dns.lookup(name, rdtype)
 
@@ -156,6 +167,7 @@ def evaluate(
     dns: DnsView,
     timeout: float,
     deadline: float | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> tuple[str, str]:
     """pyspf's (result, explanation) for MAIL FROM ``sender`` ('' for the HELO identity), with
     every DNS question going to ``dns``; never raises.
@@ -163,12 +175,12 @@ def evaluate(
     No question is asked after ``timeout`` seconds, or after ``deadline`` (a time.monotonic()
     value) when one is given, so that several evaluations can share one bound."""
     if deadline is None:
-        deadline = time.monotonic() + timeout
-    remaining = deadline - time.monotonic()
+        deadline = monotonic() + timeout
+    remaining = deadline - monotonic()
     if remaining <= 0:
         return "temperror", "SPF Temporary Error: SPF time limit reached"
     try:
-        with PYSPF.using(_Bounded(dns, deadline)):
+        with PYSPF.using(_Bounded(dns, deadline, monotonic)):
             query = pyspf.query(i=str(ip), s=sender, h=helo, timeout=remaining, querytime=remaining)
             local, _, domain = sender.rpartition("@")
             if "@" in local:
@@ -216,7 +228,11 @@ def _remembered(
 
 
 def identities(
-    facts: Facts, settings: SpfSettings, dns: DnsView, now: float = 0.0
+    facts: Facts,
+    settings: SpfSettings,
+    dns: DnsView,
+    now: float = 0.0,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> list[SpfResult]:
     """The SPF results of this transaction: MAIL FROM (unless null) and HELO."""
     connection, envelope = facts.connection, facts.envelope
@@ -225,7 +241,7 @@ def identities(
     if ip is None or envelope is None:
         return results
     sender = envelope.sender
-    deadline = time.monotonic() + settings.timeout  # one bound for both identities
+    deadline = monotonic() + settings.timeout  # one bound for both identities
     if isinstance(sender, Mailbox) and sender.domain and sender.literal is None:
         address = f"{sender.local_part}@{sender.domain}"
         identity = helo or sender.domain
@@ -235,7 +251,7 @@ def identities(
             ip,
             address,
             identity,
-            lambda: evaluate(ip, address, identity, dns, settings.timeout, deadline),
+            lambda: evaluate(ip, address, identity, dns, settings.timeout, deadline, monotonic),
         )
         results.append(SpfResult("mailfrom", address, result, explanation))
     if helo and (settings.check_helo or isinstance(sender, NullPath)):
@@ -245,7 +261,7 @@ def identities(
             ip,
             "",
             helo,
-            lambda: evaluate(ip, "", helo, dns, settings.timeout, deadline),
+            lambda: evaluate(ip, "", helo, dns, settings.timeout, deadline, monotonic),
         )
         results.append(SpfResult("helo", helo, result, explanation))
     return results
@@ -284,7 +300,7 @@ def check_mail(facts: Facts, settings: SpfSettings, services: Services) -> Resul
     connection = facts.connection
     if _is_forwarder(connection, settings):
         return None
-    results = identities(facts, settings, services.dns, services.clock())
+    results = identities(facts, settings, services.dns, services.clock(), services.monotonic)
     if not results:
         return None
     deciding = results[0]  # MAIL FROM when there is one, else HELO

@@ -48,15 +48,21 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .. import dmarc
-from ..address import Mailbox
-from ..author import Author, author
-from ..check import Check, Services
-from ..facts import Connection, Facts, Stage
-from ..findings import CouldNotTell, DkimSignatures, SpfIdentity, SpfResults, TrustedSealer
-from ..options import NETWORKS, CheckSettings, IPNetwork, option
-from ..textutil import printable
-from ..verdict import Verdict, deferred, reject
+from mxguard.core.check import Check, Services
+from mxguard.core.facts import Connection, Facts, Stage
+from mxguard.core.findings import (
+    CouldNotTell,
+    DkimSignatures,
+    SpfIdentity,
+    SpfResults,
+    TrustedSealer,
+)
+from mxguard.core.options import NETWORKS, CheckSettings, IPNetwork, option
+from mxguard.core.verdict import Verdict, deferred, reject
+from mxguard.mail import dmarc
+from mxguard.mail.address import Mailbox
+from mxguard.mail.author import Author, author
+from mxguard.mail.textutil import printable
 
 NAME = "spoof"
 

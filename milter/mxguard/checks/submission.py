@@ -34,14 +34,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..address import Mailbox, NullPath
-from ..author import NO_FIELD, Author, author
-from ..check import Check, Services
-from ..errors import StoreError
-from ..facts import Connection, Facts, Stage
-from ..options import INT, PATH, CheckSettings, option
-from ..textutil import printable
-from ..verdict import Action, Replies, Verdict, reject, tempfail
+from mxguard.core.check import Check, Services
+from mxguard.core.errors import StoreError
+from mxguard.core.facts import Connection, Facts, Stage
+from mxguard.core.options import INT, PATH, CheckSettings, option
+from mxguard.core.verdict import Action, Replies, Verdict, reject, tempfail
+from mxguard.mail.address import Mailbox, NullPath
+from mxguard.mail.author import NO_FIELD, Author, author
+from mxguard.mail.textutil import printable
 
 NAME = "submission"
 WARN_SHARE = 0.8
