@@ -18,10 +18,10 @@ from typing import Any, NoReturn
 import Milter
 
 import milter
-from mxguard.core import config
+from mxguard.core import config, metrics
 from mxguard.core.errors import ConfigError
 from mxguard.core.options import specs
-from mxguard.daemon import logsetup, metrics, preload, selftest, sockets
+from mxguard.daemon import logsetup, preload, selftest, sockets
 from mxguard.daemon.adapter import MxguardMilter
 from mxguard.daemon.runtime import RuntimeHolder, build_runtime
 from mxguard.daemon.sockets import unix_path
