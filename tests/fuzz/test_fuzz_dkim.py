@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from mxguard.core import dns, facts
 from mxguard.mail import dkimverify
+from tests.support.milterclient import split_message
 
 from .conftest import PROFILE
 from .strategies import binaries, spliced_bytes
@@ -98,21 +99,6 @@ def fake_lookup(answers: Mapping[str, Answer], fallback: Answer) -> dkimverify.L
     return lookup
 
 
-def split_fields(message: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """The header fields and body of a message as the MTA hands them to a milter (LF folds)."""
-    head, _, body = message.replace(b"\r\n", b"\n").partition(b"\n\n")
-    fields: list[tuple[bytes, bytes]] = []
-    for line in head.split(b"\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b"\n" + line)
-        elif b":" in line:
-            name, _, value = line.partition(b":")
-            fields.append((name, value))
-        # Anything else is no field: an MTA would not have passed it on.
-    return fields, body.replace(b"\n", b"\r\n")
-
-
 def check_signature_tags(raw: bytes) -> None:
     """signature_tags gives a dict of bytes to bytes ({} when the value does not parse)."""
     tags = dkimverify.signature_tags(raw)
@@ -131,7 +117,7 @@ def check_verify(
     lookup = fake_lookup(answers, fallback)
     subject: bytes | facts.Message = message
     if as_fields:
-        fields, body = split_fields(message)
+        fields, body = split_message(message)
         subject = facts.Message.from_raw(fields, body)
     results = dkimverify.verify_message(subject, lookup, min_key_bits=min_key_bits)
     assert isinstance(results, list), results

@@ -13,7 +13,7 @@ import pytest
 from miltertest import constants as C
 
 from tests.support.dnsserver import TestDnsServer
-from tests.support.milterclient import reply_text
+from tests.support.milterclient import reply_text, split_message
 from tests.support.mxguard_proc import MilterStartError, MxguardProcess, free_port
 
 from .conftest import BASE_CONFIG, client_for
@@ -102,9 +102,8 @@ def deliver(
     assert client.mail(sender) == (C.SMFIR_CONTINUE, {})
     for recipient in recipients:
         assert client.rcpt(recipient) == (C.SMFIR_CONTINUE, {})
-    head, _, body = data.partition(b"\r\n\r\n")
-    for field in head.replace(b"\r\n ", b"\n ").replace(b"\r\n\t", b"\n\t").split(b"\r\n"):
-        name, _, value = field.partition(b":")
+    fields, body = split_message(data)
+    for name, value in fields:
         client.raw_header(name, value)
     client.body(body)
     replies = client.end_of_message()

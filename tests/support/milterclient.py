@@ -144,3 +144,19 @@ def reply_text(reply: tuple | None) -> str:
     if reply is None or reply[0] != C.SMFIR_REPLYCODE:
         return ""
     return reply[1]["text"].rstrip("\0")
+
+
+def split_message(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
+    """(raw fields, body) of a message as the MTA hands them to a milter: each value with its
+    folds as LF line breaks, the body with CRLF line ends."""
+    head, _, body = data.replace(b"\r\n", b"\n").partition(b"\n\n")
+    fields: list[tuple[bytes, bytes]] = []
+    for line in head.split(b"\n"):
+        if line[:1] in (b" ", b"\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + b"\n" + line)
+        elif b":" in line:
+            name, _, value = line.partition(b":")
+            fields.append((name, value))
+        # Anything else is no field: an MTA would not have passed it on.
+    return fields, body.replace(b"\n", b"\r\n")

@@ -14,10 +14,11 @@ from mxguard.checks import arc
 from mxguard.core.dns import Found
 from mxguard.core.facts import Connection, Facts, Message, Stage
 from mxguard.core.findings import TrustedSealer
+from tests.support.milterclient import split_message
 
 from .fakes import FakeDns, decide, run_check, services
 from .test_dkim import DATA as DKIM_DATA
-from .test_dkim import crlf, split_message
+from .test_dkim import crlf
 
 SUITE = Path(__file__).resolve().parent.parent / "data" / "arc" / "arc-draft-validation-tests.yml"
 # The suite's expected chain validation; "" (a chain an earlier sealer marked cv=fail) is a

@@ -18,6 +18,7 @@ from mxguard.core.dns import Found, NotFound, Unknown
 from mxguard.core.facts import Connection, Envelope, Facts, Message, Stage
 from mxguard.core.verdict import Action
 from mxguard.mail.dkimverify import _bytes_to_int, _int_to_bytes, verify_message
+from tests.support.milterclient import split_message
 
 from .fakes import FakeDns, decide, services
 
@@ -237,20 +238,6 @@ def test_mail_dkim_corpus(name: str, expected: str) -> None:
         # failed for a reason we accept as a difference.
         reasons = [auth.reason for auth in verdict.auth]
         assert any(r.startswith(known) for r in reasons for known in ACCEPTED_DIFFERENCES), reasons
-
-
-def split_message(data: bytes) -> tuple[list[tuple[bytes, bytes]], bytes]:
-    """(raw fields, body) the way the MTA hands them to the milter (LF folds, no CRLF)."""
-    head, _, body = data.partition(b"\r\n\r\n")
-    fields: list[tuple[bytes, bytes]] = []
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t") and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + b"\n" + line)
-        elif b":" in line:
-            name, _, value = line.partition(b":")
-            fields.append((name, value))
-    return fields, body
 
 
 # -- the check --------------------------------------------------------------------------------
